@@ -1,0 +1,259 @@
+"""Hardware description: validated, frozen pydantic models loaded from YAML.
+
+Every quantity carries its unit in its name. Unknown keys, wrong types, out-of-range values and ``n > m``
+are errors that name the file, the key path and what is allowed (see :func:`load_hw`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from accelsim.config.yaml_io import ConfigError, format_validation_error, read_yaml
+
+SCHEMA_VERSION = 1
+ElemBytes = Annotated[float, Field(gt=0, le=8, multiple_of=0.5)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class Precision(_Model):
+    """Bytes per element of each operand (bf16 with fp32 accumulation is 2/2/4/2; int4 weights are 0.5)."""
+
+    activation_bytes: ElemBytes = 2
+    """Bytes per activation element read by the array."""
+    weight_bytes: ElemBytes = 2
+    """Bytes per weight element (0.5 for int4, 1 for int8)."""
+    accumulator_bytes: ElemBytes = 4
+    """Bytes per partial sum held in the output buffer."""
+    output_bytes: ElemBytes = 2
+    """Bytes per output element written back to DRAM."""
+
+
+class Mma(_Model):
+    """A tensor-core-like matrix unit: one instruction computes a ``tokens x outputs x reduction`` block."""
+
+    units: int = Field(ge=1, le=1024)
+    """Independent matrix units; the instructions of a tile are spread over them."""
+    tokens: int = Field(ge=1, le=256)
+    """Instruction rows ``t`` (tokens); decode pads them and shows as lost utilisation."""
+    outputs: int = Field(ge=1, le=256)
+    """Instruction columns ``o`` (output channels)."""
+    reduction: int = Field(ge=1, le=256)
+    """Instruction depth ``k`` in kept (compressed) reduction elements."""
+    issue_interval_cycles: int = Field(ge=1, le=1024)
+    """Cycles between two instructions on one unit (the unit's throughput)."""
+    latency_cycles: int = Field(ge=0, le=4096)
+    """Pipeline depth of an instruction: paid once per compute tile (fill/drain)."""
+    operand_buffer_read_bytes_per_cycle: float = Field(gt=0)
+    """Operand-buffer bandwidth shared by all units; a sparse instruction reads m/n times more weight bytes."""
+
+
+class Systolic(_Model):
+    """A rows x cols systolic array (``ws`` or ``os``)."""
+
+    rows: int = Field(ge=1, le=4096)
+    cols: int = Field(ge=1, le=4096)
+    weight_load_rows_per_cycle: int = Field(default=1, ge=1, le=4096)
+    """``ws``: weight rows written into the array per cycle when a fold is loaded."""
+    os_weight_link_factor: float = Field(default=1.0, ge=1.0, le=64.0)
+    """``os``: width of the weight links relative to dense; N:M shortens a fold's stream only if >= m/n."""
+
+
+class Array(_Model):
+    dataflow: Literal["ws", "os", "mma"]
+    """``ws`` weight-stationary systolic, ``os`` output-stationary systolic, ``mma`` tensor-core-like."""
+    mma: Mma | None = None
+    systolic: Systolic | None = None
+    scalesim_compat: bool = False
+    """SCALE-Sim's setting: no overlap of weight loading with compute and its -1 cycle per site (ws/os)."""
+
+    @model_validator(mode="after")
+    def _section_for_dataflow(self) -> Array:
+        if self.dataflow == "mma" and self.mma is None:
+            raise ValueError("dataflow 'mma' needs an 'mma' section")
+        if self.dataflow in ("ws", "os") and self.systolic is None:
+            raise ValueError(f"dataflow '{self.dataflow}' needs a 'systolic' section")
+        if self.scalesim_compat and self.dataflow == "mma":
+            raise ValueError("scalesim_compat applies to the ws and os dataflows only")
+        return self
+
+
+class Sram(_Model):
+    """On-chip buffers. Activation and weight buffers are double buffered: a tile uses half of each."""
+
+    activation_buffer_bytes: int = Field(ge=64)
+    weight_buffer_bytes: int = Field(ge=64)
+    output_buffer_bytes: int = Field(ge=64)
+    """Accumulators of two output tiles (one computing, one writing back)."""
+    max_tokens_per_tile: int = Field(default=128, ge=1)
+    """Upper bound on the tokens of a tile (the union of their masks decides gather_rows traffic)."""
+
+
+class Dram(_Model):
+    """One shared DRAM channel: reads and writes contend for it."""
+
+    bandwidth_gb_per_s: float = Field(gt=0)
+    """Peak bandwidth in 1e9 bytes per second (``.inf`` for SCALE-Sim's stall-free setting)."""
+    latency_cycles: int = Field(ge=0, le=100_000)
+    """Access latency added to every transfer after its bytes have crossed the channel."""
+    burst_bytes: int = Field(default=64, ge=1, le=1 << 20)
+    """Transfer granule: gathered weight rows are rounded up to whole bursts."""
+
+
+class Compressor(_Model):
+    """Run-time top-n-of-m compressor."""
+
+    groups_per_cycle: int = Field(ge=1, le=1 << 20)
+    latency_cycles: int = Field(ge=0, le=4096)
+    placement: Literal["consumer", "producer"] = "consumer"
+    """``consumer``: on the critical path of the consuming site. ``producer``: overlapped with the producer;
+    the site then reads compressed activations and metadata from DRAM."""
+
+
+class Decoder(_Model):
+    latency_cycles: int = Field(ge=0, le=4096)
+    """Extra pipeline latency of the m:1 selection, paid once per compute tile (array fill)."""
+
+
+class MetadataBuffer(_Model):
+    capacity_bytes: int = Field(ge=1)
+    """Holds the metadata of two activation tiles (double buffered); limits tokens per tile."""
+    read_bytes_per_cycle: float = Field(gt=0)
+    """Read bandwidth towards the array; can limit instruction issue."""
+
+
+class Sparsity(_Model):
+    """The sparsity hardware. ``dense`` has none of compressor, decoder or metadata buffer."""
+
+    kind: Literal["dense", "nm", "unstructured"]
+    n: int | None = Field(default=None, ge=1, le=1024)
+    """N:M: values kept per group (``kind: nm``)."""
+    m: int | None = Field(default=None, ge=1, le=1024)
+    """N:M: group size in consecutive input channels (``kind: nm``)."""
+    density: float | None = Field(default=None, gt=0, le=1)
+    """Unstructured: kept fraction per token (per-token top-k)."""
+    selection: Literal["dynamic", "static_first_n"] = "dynamic"
+    """``dynamic``: run-time top-n by ``|x|``; ``static_first_n``: SCALE-Sim's static shared weight mask."""
+    weight_fetch: Literal["dense", "gather_rows"] = "dense"
+    """``gather_rows`` reads only the weight rows some token of the tile keeps, rounded to bursts."""
+    metadata_format: Literal["index", "bitmask"] = "index"
+    mitigation: Literal["none", "var", "median_shift", "static_shift", "learnable", "var_learnable"] = "none"
+    """Error-mitigation hardware priced by the cost model (counted as actions; no extra cycles)."""
+    compressor: Compressor | None = None
+    decoder: Decoder | None = None
+    metadata_buffer: MetadataBuffer | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Sparsity:
+        if self.kind == "dense":
+            for key in ("n", "m", "density", "compressor", "decoder", "metadata_buffer"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"kind 'dense' has no '{key}': remove it")
+            if self.weight_fetch != "dense":
+                raise ValueError("kind 'dense' reads every weight row: weight_fetch must be 'dense'")
+            if self.mitigation != "none":
+                raise ValueError("kind 'dense' has no mitigation: mitigation must be 'none'")
+            return self
+        if self.kind == "nm":
+            if self.n is None or self.m is None:
+                raise ValueError("kind 'nm' needs 'n' and 'm'")
+            if self.n > self.m:
+                raise ValueError(f"n must be <= m, got n={self.n} > m={self.m}")
+            if self.density is not None:
+                raise ValueError("kind 'nm' has no 'density' (that is for 'unstructured')")
+        if self.kind == "unstructured":
+            if self.density is None:
+                raise ValueError("kind 'unstructured' needs 'density' in (0, 1]")
+            if self.n is not None or self.m is not None:
+                raise ValueError("kind 'unstructured' has no 'n'/'m' (it keeps the top density*K per token)")
+            if self.selection != "dynamic":
+                raise ValueError("kind 'unstructured' supports selection 'dynamic' only")
+        for key in ("compressor", "decoder", "metadata_buffer"):
+            if getattr(self, key) is None:
+                raise ValueError(f"kind '{self.kind}' needs a '{key}' section")
+        return self
+
+    @property
+    def ratio(self) -> float:
+        """Kept fraction: ``n/m``, ``density`` or 1."""
+        if self.kind == "nm":
+            assert self.n is not None and self.m is not None
+            return self.n / self.m
+        if self.kind == "unstructured":
+            assert self.density is not None
+            return self.density
+        return 1.0
+
+    @property
+    def label(self) -> str:
+        if self.kind == "nm":
+            return f"{self.n}:{self.m}"
+        if self.kind == "unstructured":
+            return f"unstructured{self.density:g}"
+        return "dense"
+
+
+class HwConfig(_Model):
+    """One accelerator: array, clock, buffers, DRAM and sparsity hardware."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field(min_length=1, max_length=200)
+    clock_hz: float = Field(gt=0, le=1e11)
+    precision: Precision = Precision()
+    array: Array
+    sram: Sram
+    dram: Dram
+    sparsity: Sparsity
+    cost: dict[str, Any] | None = None
+    """Per-config overrides of the energy/area tables (see docs/cost-model.md); validated by the cost model."""
+
+    @model_validator(mode="after")
+    def _cross(self) -> HwConfig:
+        sp = self.sparsity
+        if sp.kind == "unstructured" and self.array.dataflow == "ws":
+            raise ValueError(
+                "sparsity kind 'unstructured' needs a K:1 crossbar per multiplier input, which a "
+                "weight-stationary array cannot feed: use dataflow 'mma' or 'os'"
+            )
+        if sp.selection == "static_first_n" and sp.weight_fetch != "dense":
+            raise ValueError("selection 'static_first_n' (SCALE-Sim's static mask) needs weight_fetch 'dense'")
+        return self
+
+    @property
+    def dram_bytes_per_cycle(self) -> float:
+        """DRAM bandwidth in bytes per cycle at the clock (``inf`` when the bandwidth is infinite)."""
+        return self.dram.bandwidth_gb_per_s * 1e9 / self.clock_hz
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        a = self.array
+        if a.dataflow == "mma":
+            assert a.mma is not None
+            mm = a.mma
+            return math.floor(mm.units * mm.tokens * mm.outputs * mm.reduction / mm.issue_interval_cycles)
+        assert a.systolic is not None
+        return a.systolic.rows * a.systolic.cols
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of the validated config (independent of YAML formatting)."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+def load_hw(path: str | Path) -> HwConfig:
+    """Read and validate a hardware YAML file.
+
+    Raises:
+        ConfigError: one line naming the file, the key path and what is allowed.
+    """
+    raw = read_yaml(path)
+    try:
+        return HwConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from None

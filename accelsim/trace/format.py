@@ -1,0 +1,327 @@
+"""Trace format v1: activations entering the linear sites of one model forward pass, as a plain ``.npz``.
+
+Layout of the zip archive (every member is a ``.npy`` array; nothing is pickled):
+
+* ``meta.npy``: ``uint8`` bytes of a UTF-8 JSON object (the metadata and the site table, see below);
+* ``token_ids.npy``: ``int64`` token ids of the text the activations come from;
+* ``input/<input_id>.npy``: ``float16`` ``[T, K]`` activations, one per *distinct* input tensor;
+  sites that read the same tensor (q/k/v; gate/up) share one ``input_id``;
+* ``weight/<site_index>.npy`` (optional): ``[O, K]`` weight in ``nn.Linear`` layout, ``y = x @ W.T + b``;
+* ``bias/<site_index>.npy`` (optional).
+
+Writing fixes every zip timestamp, so the same content gives the same bytes. Reading is lazy: ``Trace`` opens
+the archive and reads one input at a time (``Trace.site_input``), so a multi-GB trace is never loaded whole.
+See ``docs/trace-format.md``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = "accelsim-trace/1"
+PHASES = ("prefill", "decode")
+KINDS = ("q", "k", "v", "o", "gate", "up", "down")
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_REQUIRED_META = (
+    "schema_version",
+    "model",
+    "model_sha256",
+    "phase",
+    "dtype",
+    "text_source",
+    "text_sha256",
+    "tool_version",
+    "synthetic",
+    "sites",
+)
+_REQUIRED_SITE = ("name", "layer", "kind", "K", "O", "input_id")
+
+
+class TraceError(ValueError):
+    """A trace file is missing, malformed, or inconsistent. The message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """One linear site ``y[T, O] = x[T, K] @ W[K, O]`` of the traced forward pass."""
+
+    index: int
+    name: str
+    layer: int
+    kind: str
+    K: int  # noqa: N815 - the design page's symbols
+    O: int  # noqa: E741, N815
+    input_id: str
+    has_weight: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "layer": self.layer,
+            "kind": self.kind,
+            "K": self.K,
+            "O": self.O,
+            "input_id": self.input_id,
+            "has_weight": self.has_weight,
+        }
+
+
+@dataclass
+class TraceData:
+    """An in-memory trace, the writer's input. ``inputs`` maps ``input_id`` to ``[T, K]`` arrays."""
+
+    meta: dict[str, Any]
+    sites: list[Site]
+    inputs: dict[str, np.ndarray]
+    token_ids: np.ndarray
+    weights: dict[int, np.ndarray] = field(default_factory=dict)
+    biases: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_trace(path: str | Path, data: TraceData, *, compress: bool = True) -> Path:
+    """Validate ``data`` and write it to ``path`` atomically (a temporary file renamed at the end).
+
+    Same content, same bytes: zip members are written in a fixed order with a fixed timestamp.
+    """
+    path = Path(path)
+    meta = dict(data.meta)
+    meta["schema_version"] = SCHEMA_VERSION
+    meta["sites"] = [s.to_json() for s in data.sites]
+    meta.setdefault("dtype", "float16")
+    _validate_meta(meta, str(path))
+    ids = {s.input_id for s in data.sites}
+    missing = sorted(ids - set(data.inputs))
+    if missing:
+        raise TraceError(f"{path}: sites reference input_id(s) {missing} that have no array")
+    extra = sorted(set(data.inputs) - ids)
+    if extra:
+        raise TraceError(f"{path}: input arrays {extra} are used by no site")
+    for s in data.sites:
+        arr = data.inputs[s.input_id]
+        if arr.ndim != 2 or arr.shape[1] != s.K:
+            raise TraceError(f"{path}: input '{s.input_id}' has shape {arr.shape}, site {s.name} needs [T, {s.K}]")
+    mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=mode) as zf:
+
+            def put(name: str, payload: bytes) -> None:
+                info = zipfile.ZipInfo(name, date_time=_FIXED_ZIP_TIME)
+                info.compress_type = mode
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, payload)
+
+            meta_bytes = json.dumps(meta, sort_keys=True, indent=1).encode()
+            put("meta.npy", _npy_bytes(np.frombuffer(meta_bytes, dtype=np.uint8)))
+            put("token_ids.npy", _npy_bytes(np.asarray(data.token_ids, dtype=np.int64)))
+            for input_id in sorted(data.inputs):
+                put(f"input/{input_id}.npy", _npy_bytes(np.asarray(data.inputs[input_id], dtype=np.float16)))
+            for idx in sorted(data.weights):
+                put(f"weight/{idx}.npy", _npy_bytes(np.asarray(data.weights[idx])))
+            for idx in sorted(data.biases):
+                put(f"bias/{idx}.npy", _npy_bytes(np.asarray(data.biases[idx])))
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
+    for key in _REQUIRED_META:
+        if key not in meta:
+            raise TraceError(f"{where}: metadata key '{key}' is missing (required: {', '.join(_REQUIRED_META)})")
+    if meta["schema_version"] != SCHEMA_VERSION:
+        raise TraceError(
+            f"{where}: schema_version is {meta['schema_version']!r}; this accelsim reads {SCHEMA_VERSION!r}"
+        )
+    if meta["phase"] not in PHASES:
+        raise TraceError(f"{where}: key 'phase' is {meta['phase']!r}; allowed: {', '.join(PHASES)}")
+    if meta["dtype"] != "float16":
+        raise TraceError(f"{where}: key 'dtype' is {meta['dtype']!r}; allowed: float16")
+    if not isinstance(meta["synthetic"], bool):
+        raise TraceError(f"{where}: key 'synthetic' must be true or false, got {meta['synthetic']!r}")
+    sites = meta["sites"]
+    if not isinstance(sites, list) or not sites:
+        raise TraceError(f"{where}: key 'sites' must be a non-empty list")
+    for i, s in enumerate(sites):
+        if not isinstance(s, dict):
+            raise TraceError(f"{where}: sites[{i}] must be an object")
+        for key in _REQUIRED_SITE:
+            if key not in s:
+                raise TraceError(f"{where}: sites[{i}].{key} is missing (required: {', '.join(_REQUIRED_SITE)})")
+        for key in ("layer", "K", "O"):
+            if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < (0 if key == "layer" else 1):
+                raise TraceError(f"{where}: sites[{i}].{key} must be a positive integer, got {s[key]!r}")
+
+
+class Trace:
+    """A validated, lazily read trace file.
+
+    Use as a context manager or call :meth:`close`. Only the metadata is read when the file is opened;
+    :meth:`site_input` reads one input array on demand and checks its dtype, shape and values.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        where = str(self.path)
+        if not self.path.is_file():
+            raise TraceError(f"{where}: no such trace file")
+        try:
+            self._npz = np.load(self.path, allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise TraceError(f"{where}: not a readable .npz trace ({exc})") from None
+        try:
+            self._members = set(self._npz.files)
+            if "meta" not in self._members:
+                raise TraceError(f"{where}: member 'meta.npy' is missing; is this an accelsim trace?")
+            raw = self._npz["meta"]
+            if raw.dtype != np.uint8 or raw.ndim != 1:
+                raise TraceError(f"{where}: member 'meta.npy' must be 1-D uint8 JSON bytes")
+            try:
+                meta = json.loads(raw.tobytes().decode())
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise TraceError(f"{where}: member 'meta.npy' is not JSON ({exc})") from None
+            if not isinstance(meta, dict):
+                raise TraceError(f"{where}: member 'meta.npy' must hold a JSON object")
+            _validate_meta(meta, where)
+            self.meta: dict[str, Any] = meta
+            self.sites: list[Site] = [
+                Site(
+                    index=i,
+                    name=str(s["name"]),
+                    layer=int(s["layer"]),
+                    kind=str(s["kind"]),
+                    K=int(s["K"]),
+                    O=int(s["O"]),
+                    input_id=str(s["input_id"]),
+                    has_weight=bool(s.get("has_weight", False)),
+                )
+                for i, s in enumerate(meta["sites"])
+            ]
+            for s in self.sites:
+                if f"input/{s.input_id}" not in self._members:
+                    raise TraceError(f"{where}: sites[{s.index}].input_id '{s.input_id}' has no member input/{s.input_id}.npy")
+        except Exception:
+            self._npz.close()
+            raise
+        self._cache: dict[str, np.ndarray] = {}
+
+    # -- metadata -------------------------------------------------------------------------------------
+    @property
+    def phase(self) -> str:
+        return str(self.meta["phase"])
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.meta["synthetic"])
+
+    @property
+    def n_tokens(self) -> int:
+        """Rows of every input: tokens of the prefill GEMM, or decode steps."""
+        return int(self.site_input(self.sites[0]).shape[0])
+
+    def token_ids(self) -> np.ndarray:
+        if "token_ids" not in self._members:
+            raise TraceError(f"{self.path}: member 'token_ids.npy' is missing")
+        return np.asarray(self._npz["token_ids"])
+
+    def input_ids(self) -> list[str]:
+        return sorted({s.input_id for s in self.sites})
+
+    # -- arrays ---------------------------------------------------------------------------------------
+    def site_input(self, site: Site | int, *, cache: bool = False) -> np.ndarray:
+        """The ``[T, K]`` float16 input of one site, read from the archive and validated."""
+        s = self.sites[site] if isinstance(site, int) else site
+        if s.input_id in self._cache:
+            return self._cache[s.input_id]
+        arr = self._npz[f"input/{s.input_id}"]
+        where = f"{self.path}: input/{s.input_id}"
+        if arr.dtype != np.float16:
+            raise TraceError(f"{where} has dtype {arr.dtype}; allowed: float16")
+        if arr.ndim != 2 or arr.shape[1] != s.K or arr.shape[0] < 1:
+            raise TraceError(f"{where} has shape {arr.shape}; site {s.name} needs [T >= 1, {s.K}]")
+        if not np.isfinite(arr).all():
+            raise TraceError(f"{where} holds NaN or inf values")
+        if cache:
+            self._cache[s.input_id] = arr
+        return arr
+
+    def site_weight(self, site: Site | int) -> np.ndarray | None:
+        """The ``[O, K]`` weight of a site if the trace stores it, else ``None``."""
+        s = self.sites[site] if isinstance(site, int) else site
+        key = f"weight/{s.index}"
+        if key not in self._members:
+            return None
+        w = self._npz[key]
+        if w.shape != (s.O, s.K):
+            raise TraceError(f"{self.path}: {key} has shape {w.shape}; site {s.name} needs [{s.O}, {s.K}]")
+        return w
+
+    def site_bias(self, site: Site | int) -> np.ndarray | None:
+        s = self.sites[site] if isinstance(site, int) else site
+        key = f"bias/{s.index}"
+        return self._npz[key] if key in self._members else None
+
+    def iter_sites(self) -> Iterator[tuple[Site, np.ndarray]]:
+        """Sites in trace order with their inputs; each shared input is read once and kept while in use."""
+        last_use = {s.input_id: s.index for s in self.sites}
+        for s in self.sites:
+            x = self.site_input(s, cache=True)
+            yield s, x
+            if last_use[s.input_id] == s.index:
+                self._cache.pop(s.input_id, None)
+
+    def to_data(self) -> TraceData:
+        """Read everything into memory (small traces, tests and the writer's round trip)."""
+        return TraceData(
+            meta={k: v for k, v in self.meta.items() if k not in ("sites", "schema_version")},
+            sites=list(self.sites),
+            inputs={i: np.asarray(self._npz[f"input/{i}"]) for i in self.input_ids()},
+            token_ids=self.token_ids(),
+            weights={s.index: w for s in self.sites if (w := self.site_weight(s)) is not None},
+            biases={s.index: b for s in self.sites if (b := self.site_bias(s)) is not None},
+        )
+
+    def close(self) -> None:
+        self._cache.clear()
+        self._npz.close()
+
+    def __enter__(self) -> Trace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (trace and config hashes in run records)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sites_by_kind(sites: Sequence[Site]) -> dict[str, list[Site]]:
+    out: dict[str, list[Site]] = {}
+    for s in sites:
+        out.setdefault(s.kind, []).append(s)
+    return out
