@@ -1,0 +1,108 @@
+"""The tiling rule: SRAM capacities (double buffered) -> ``(T_tile, K_tile, O_tile)``.
+
+Loop order: token tiles outermost, then output tiles, then reduction tiles innermost, so an output tile's
+accumulators stay in the output buffer across all its reduction tiles (no partial sums spill under this rule).
+
+1. ``T_tile`` = the most tokens (at most ``max_tokens_per_tile``, a multiple of the array's token granule when
+   that leaves at least one granule) whose dense activations ``T_tile x K`` fit in half the activation buffer
+   and whose metadata fits in half the metadata buffer.
+2. If a full-``K`` weight tile of one output granule fits in half the weight buffer: ``K_tile = K`` and
+   ``O_tile`` = the most output granules that fit (at most ``O``). Otherwise ``O_tile`` = one granule and
+   ``K_tile`` = the most reduction granules that fit.
+3. ``O_tile`` shrinks (by granules) until two output tiles of ``T_tile x O_tile`` accumulators fit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from accelsim.config.hw import HwConfig
+from accelsim.nm import index_bits, metadata_bits_per_group
+
+
+class TilingError(ValueError):
+    """The buffers cannot hold even the smallest tile of a site."""
+
+
+@dataclass(frozen=True)
+class Tiling:
+    T_tile: int  # noqa: N815
+    K_tile: int  # noqa: N815
+    O_tile: int  # noqa: N815
+
+    def spans(self, total: int, size: int) -> list[tuple[int, int]]:
+        return [(a, min(a + size, total)) for a in range(0, total, size)]
+
+
+def granules(hw: HwConfig) -> tuple[int, int, int]:
+    """Token, reduction (dense channels) and output granules of the array."""
+    a, sp = hw.array, hw.sparsity
+    m = sp.m if sp.kind == "nm" and sp.m else 1
+    if a.dataflow == "mma":
+        assert a.mma is not None
+        burst_elems = max(1, int(hw.dram.burst_bytes / hw.precision.weight_bytes))
+        g_o = math.lcm(a.mma.outputs, burst_elems) if burst_elems <= 4 * a.mma.outputs else a.mma.outputs
+        return a.mma.tokens, math.lcm(a.mma.reduction, m), g_o
+    assert a.systolic is not None
+    g_t = a.systolic.rows if a.dataflow == "os" else 1
+    g_k = math.lcm(a.systolic.rows, m) if a.dataflow == "ws" else m
+    return g_t, g_k, a.systolic.cols
+
+
+def metadata_bytes_per_token(hw: HwConfig, k: int) -> float:
+    """Metadata bytes of one token's compressed row of ``k`` channels (0 for dense and static masks)."""
+    sp = hw.sparsity
+    if sp.kind == "dense" or sp.selection == "static_first_n":
+        return 0.0
+    if sp.kind == "unstructured":
+        assert sp.density is not None
+        kept = min(k, max(1, round(sp.density * k)))
+        return kept * index_bits(k) / 8
+    assert sp.n is not None and sp.m is not None
+    return math.ceil(k / sp.m) * metadata_bits_per_group(sp.n, sp.m, sp.metadata_format) / 8
+
+
+def choose_tiling(hw: HwConfig, T: int, K: int, O: int) -> Tiling:  # noqa: N803
+    """Apply the tiling rule of this module's docstring to one site."""
+    g_t, g_k, g_o = granules(hw)
+    act_b, w_b, acc_b = hw.precision.activation_bytes, hw.precision.weight_bytes, hw.precision.accumulator_bytes
+    half_act = hw.sram.activation_buffer_bytes / 2
+    t_fit = math.floor(half_act / (K * act_b))
+    meta_tok = metadata_bytes_per_token(hw, K)
+    if meta_tok > 0:
+        assert hw.sparsity.metadata_buffer is not None
+        t_fit = min(t_fit, math.floor(hw.sparsity.metadata_buffer.capacity_bytes / 2 / meta_tok))
+    if t_fit < 1:
+        raise TilingError(
+            f"one token of K={K} channels does not fit in half the activation/metadata buffer "
+            f"(sram.activation_buffer_bytes={hw.sram.activation_buffer_bytes})"
+        )
+    t_tile = min(T, hw.sram.max_tokens_per_tile, t_fit)
+    if t_tile < T and t_tile >= g_t:
+        t_tile -= t_tile % g_t
+
+    half_w = hw.sram.weight_buffer_bytes / 2
+    o_gran = min(O, g_o)
+    if K * o_gran * w_b <= half_w:
+        k_tile = K
+        o_fit = math.floor(half_w / (K * w_b))
+        o_tile = min(O, max(o_gran, o_fit // g_o * g_o))
+    else:
+        o_tile = o_gran
+        k_fit = math.floor(half_w / (o_tile * w_b))
+        k_tile = min(K, k_fit // g_k * g_k if k_fit >= g_k else k_fit)
+        if k_tile < 1:
+            raise TilingError(f"no weight tile fits in half of sram.weight_buffer_bytes={hw.sram.weight_buffer_bytes}")
+
+    half_out = hw.sram.output_buffer_bytes / 2
+    while t_tile * o_tile * acc_b > half_out:
+        if o_tile > g_o:
+            o_tile = max(g_o, (o_tile - 1) // g_o * g_o)
+        elif o_tile > 1 and o_tile <= g_o:
+            o_tile = max(1, o_tile // 2)
+        elif t_tile > 1:
+            t_tile = max(1, t_tile // 2)
+        else:
+            raise TilingError(f"one accumulator does not fit in sram.output_buffer_bytes={hw.sram.output_buffer_bytes}")
+    return Tiling(T_tile=t_tile, K_tile=k_tile, O_tile=o_tile)
