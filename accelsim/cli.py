@@ -1,0 +1,346 @@
+"""The ``accelsim`` command line. Thin: parse, load, call the public API, print, write.
+
+Every command exits 0 on success, 2 on bad input (one line naming the file, key and allowed values) and writes
+no partial output.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from accelsim import __version__
+from accelsim.config import ConfigError, HwConfig, load_hw
+from accelsim.sim.tiling import TilingError
+from accelsim.trace.format import Trace, TraceError, file_sha256
+
+app = typer.Typer(
+    name="accelsim",
+    help=(
+        "Cycle-level simulator of N:M activation-sparse accelerators driven by real LLM activation traces.\n\n"
+        "Typical use:\n\n"
+        "  accelsim run --hw hw_configs/nm8_16.yaml --trace traces/smollm2-135m_prefill64.npz --out results/x\n\n"
+        "  accelsim compare --trace traces/smollm2-135m_decode16.npz   (every hw_configs/*.yaml side by side)\n\n"
+        "  accelsim validate --hw hw_configs/nm8_16.yaml"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out_console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+DEFAULT_HW = Path("hw_configs/nm8_16.yaml")
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one error line to stderr and return the exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"accelsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """accelsim: should the next accelerator support flexible N:M activation sparsity, and which N:M?"""
+
+
+class _Progress:
+    """A progress bar on stderr that appears only once a run has taken longer than a second."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.t0 = time.monotonic()
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if time.monotonic() - self.t0 < 1.0 or not err_console.is_terminal and not sys.stderr.isatty():
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress(
+                f"[cyan]{self.label}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _load_hw(path: Path) -> HwConfig:
+    try:
+        return load_hw(path)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+def _simulate(hw: HwConfig, trace_path: Path, label: str):
+    from accelsim.sim.run import simulate
+
+    progress = _Progress(label)
+    try:
+        with Trace(trace_path) as tr:
+            return simulate(hw, tr, progress=progress), dict(tr.meta)
+    except TraceError as exc:
+        raise fail(str(exc)) from None
+    except TilingError as exc:
+        raise fail(f"{hw.name}: {exc}") from None
+    finally:
+        progress.close()
+
+
+def _cost(hw: HwConfig, totals: dict[str, Any], dense_hw: HwConfig | None):
+    """Energy and area from the cost model, or Nones when it is not available."""
+    try:
+        from accelsim import cost
+        from accelsim.sim.actions import ACTIONS
+    except ImportError:
+        return None, None, None
+    counts = {a: int(totals[f"{a}_count"]) for a in ACTIONS}
+    try:
+        energy = cost.energy_breakdown(hw, counts)
+        area = cost.area_breakdown(hw)
+        overhead = cost.sparsity_area_overhead(hw, dense_hw) if dense_hw is not None else None
+    except (AttributeError, NotImplementedError):
+        return None, None, None
+    except ValueError as exc:
+        raise fail(f"{hw.name}: cost model: {exc}") from None
+    return energy, area, overhead
+
+
+def _baseline_path(hw_path: Path, baseline: Path | None) -> Path | None:
+    if baseline is not None:
+        return baseline
+    candidate = hw_path.parent / "dense.yaml"
+    return candidate if candidate.is_file() else None
+
+
+def _fmt_int(v: float) -> str:
+    return f"{int(v):,}"
+
+
+def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
+    """The table of totals a user reads after ``accelsim run``."""
+    if rec.get("synthetic_trace"):
+        console.print("[bold yellow]warning:[/] this trace is SYNTHETIC (synthetic: true in its metadata): "
+                      "its values are sampled, not recorded from a model")
+    t = Table(title=f"accelsim {__version__}: {rec['config']} ({rec['pattern']}) on a {rec['phase']} trace, "
+              f"{rec['sites']} linear sites, {rec['tokens']} tokens", show_header=True, header_style="bold")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    t.add_column("share", justify="right")
+    cyc = rec["cycles"]
+    t.add_row("cycles", _fmt_int(cyc), "")
+    t.add_row("time_us (at clock_hz)", f"{rec['time_us']:,.1f}", f"{rec['clock_hz'] / 1e9:g} GHz")
+    if "speedup_vs_dense" in rec:
+        t.add_row(f"speedup_vs_dense ({rec['baseline_config']}: {_fmt_int(rec['baseline_cycles'])} cycles)",
+                  f"{rec['speedup_vs_dense']:.3f}x", "")
+    t.add_row("utilization (kept MACs / peak)", f"{rec['utilization']:.3f}", "")
+    t.add_row("dense_equivalent_utilization", f"{rec['dense_equivalent_utilization']:.3f}", "")
+    for key in [k for k in rec if k.endswith("_cycles") and k not in ("cycles", "baseline_cycles")
+                and not k.endswith("busy_cycles")]:
+        if rec[key]:
+            t.add_row(f"  {key}", _fmt_int(rec[key]), f"{rec[key] / cyc:.1%}" if cyc else "")
+    for key in ("dram_busy_cycles", "compressor_busy_cycles", "pe_busy_cycles"):
+        t.add_row(key, _fmt_int(rec[key]), f"{rec[key] / cyc:.1%}" if cyc else "")
+    tot = rec["dram_total_bytes"]
+    for kind in ("weight", "activation", "metadata", "output"):
+        v = rec[f"dram_{kind}_bytes"]
+        t.add_row(f"dram_{kind}_bytes", _fmt_int(v), f"{v / tot:.1%}" if tot else "")
+    if "weight_bytes_vs_dense" in rec:
+        t.add_row("weight_bytes_vs_dense", f"{rec['weight_bytes_vs_dense']:.3f}", "")
+    t.add_row("union_density (kept rows of a tile / rows)", f"{rec['union_density']:.3f}", "")
+    t.add_row("  by kind", " ".join(f"{k}={v:.2f}" for k, v in rec["union_density_by_kind"].items()), "")
+    if "energy_pj" in rec:
+        e = rec["energy_pj"]
+        t.add_row("energy_pj", f"{e:,.0f}", "")
+        for k, v in sorted(rec["energy_pj_by_component"].items(), key=lambda kv: -kv[1]):
+            if v:
+                t.add_row(f"  energy_pj.{k}", f"{v:,.0f}", f"{v / e:.1%}" if e else "")
+        t.add_row("energy_pj_per_dense_mac", f"{rec['energy_pj_per_dense_mac']:.4f}", "")
+        t.add_row("energy_pj_per_token", f"{rec['energy_pj_per_token']:,.0f}", "")
+    if "area_um2" in rec:
+        a = rec["area_um2"]
+        t.add_row("area_um2", f"{a:,.0f}", "")
+        for k, v in sorted(rec["area_um2_by_component"].items(), key=lambda kv: -kv[1]):
+            if v:
+                t.add_row(f"  area_um2.{k}", f"{v:,.0f}", f"{v / a:.1%}" if a else "")
+    if "sparsity_area_overhead_fraction" in rec:
+        t.add_row("sparsity_area_overhead_fraction (vs dense)", f"{rec['sparsity_area_overhead_fraction']:.2%}", "")
+    console.print(t)
+    console.print("Scope: linear sites only (q k v o gate up down); activations are the dense model's, each site "
+                  "masked independently. Accuracy of the same pattern: `accelsim eval`.", style="dim")
+
+
+def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> dict[str, Any]:
+    """Simulate ``trace`` on ``hw_path`` (and its dense baseline) and build the JSON record."""
+    from accelsim.report.tables import run_record, summary
+
+    hw = _load_hw(hw_path)
+    res, meta = _simulate(hw, trace, f"{hw.name}")
+    base_path = _baseline_path(hw_path, baseline)
+    base_res, dense_hw = None, None
+    if base_path is not None:
+        dense_hw = _load_hw(base_path)
+        if dense_hw.sparsity.kind != "dense":
+            raise fail(f"{base_path}: sparsity.kind is '{dense_hw.sparsity.kind}'; a baseline must be 'dense'")
+        base_res = res if dense_hw == hw else _simulate(dense_hw, trace, f"{dense_hw.name} (baseline)")[0]
+    energy, area, overhead = _cost(hw, res.totals, dense_hw)
+    rec = summary(res, baseline=base_res, energy_pj=energy, area_um2=area, area_overhead_fraction=overhead)
+    rec = run_record(rec, hw_path=str(hw_path), hw_sha256=file_sha256(hw_path), trace_path=str(trace),
+                     trace_sha256=file_sha256(trace), trace_meta=meta)
+    rec["_result"] = res
+    return rec
+
+
+@app.command()
+def run(
+    hw: Path = typer.Option(DEFAULT_HW, "--hw", help="Hardware config YAML (see hw_configs/)."),
+    trace: Path = typer.Option(..., "--trace", help="Trace .npz made by `accelsim trace` (see traces/)."),
+    out: Path | None = typer.Option(None, "--out", help="Directory for sites.csv (per site) and summary.json."),
+    baseline: Path | None = typer.Option(
+        None, "--baseline", help="Dense config for the speedup. Default: dense.yaml next to --hw, if present."
+    ),
+    json_only: bool = typer.Option(False, "--json", help="Print the JSON summary instead of the table."),
+) -> None:
+    """Simulate a trace on one hardware config and print cycles, stalls, DRAM bytes, energy and area.
+
+    Sites run one after another in trace order from cold SRAM; decode traces run one token per step.
+    The speedup is cycles of the dense baseline over cycles of --hw on the same trace.
+    """
+    import json
+
+    from accelsim.report.tables import sites_frame, write_outputs
+
+    rec = run_one(hw, trace, baseline)
+    res = rec.pop("_result")
+    if json_only:
+        out_console.print_json(json.dumps(rec, sort_keys=True))
+    else:
+        print_summary(rec)
+    if out is not None:
+        written = write_outputs(out, sites_frame(res), rec)
+        out_console.print(f"wrote {', '.join(str(p) for p in written)}")
+
+
+@app.command()
+def compare(
+    trace: Path = typer.Option(..., "--trace", help="Trace .npz."),
+    hw_dir: Path = typer.Option(Path("hw_configs"), "--hw-dir", help="Directory of hardware configs (*.yaml)."),
+    out: Path | None = typer.Option(None, "--out", help="Write compare.csv and compare.json here."),
+) -> None:
+    """Run every config of --hw-dir on one trace and print them side by side (speedup vs dense.yaml)."""
+    import json
+
+    import pandas as pd
+
+    from accelsim.report.tables import sites_frame  # noqa: F401  (keeps report import path warm)
+
+    paths = sorted(hw_dir.glob("*.yaml"))
+    if not paths:
+        raise fail(f"{hw_dir}: no *.yaml hardware configs found")
+    recs = []
+    for p in paths:
+        rec = run_one(p, trace, None)
+        rec.pop("_result")
+        recs.append(rec)
+    cols = ["config", "pattern", "cycles", "speedup_vs_dense", "utilization", "dram_weight_bytes",
+            "weight_bytes_vs_dense", "union_density", "energy_pj_per_token", "sparsity_area_overhead_fraction"]
+    df = pd.DataFrame([{c: r.get(c, math.nan) for c in cols} for r in recs]).sort_values("cycles", ascending=False)
+    if recs and recs[0].get("synthetic_trace"):
+        out_console.print("[bold yellow]warning:[/] this trace is SYNTHETIC (synthetic: true in its metadata)")
+    t = Table(title=f"{trace.name}: {recs[0]['phase']}, {recs[0]['tokens']} tokens, {recs[0]['sites']} linear sites")
+    for c in cols:
+        t.add_column(c, justify="right" if c not in ("config", "pattern") else "left")
+    for _, r in df.iterrows():
+        t.add_row(*[_cell(r[c]) for c in cols])
+    out_console.print(t)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / "compare.csv", index=False, float_format="%.9g", lineterminator="\n")
+        (out / "compare.json").write_text(json.dumps(recs, indent=2, sort_keys=True) + "\n")
+        out_console.print(f"wrote {out / 'compare.csv'}, {out / 'compare.json'}")
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+@app.command()
+def validate(
+    hw: list[Path] = typer.Option(..., "--hw", help="Hardware config YAML; repeat for several."),
+) -> None:
+    """Check hardware configs: unknown keys, types, ranges, n <= m, consistency. Exit 2 on the first error."""
+    for p in hw:
+        cfg = _load_hw(p)
+        from accelsim.sim.tiling import granules
+
+        out_console.print(
+            f"{p}: ok ({cfg.name}: {cfg.array.dataflow}, {cfg.peak_macs_per_cycle} MAC/cycle at "
+            f"{cfg.clock_hz / 1e9:g} GHz, DRAM {cfg.dram_bytes_per_cycle:g} bytes_per_cycle, "
+            f"sparsity {cfg.sparsity.label}, tile granules (T, K, O) = {granules(cfg)})"
+        )
+
+
+def _register_optional() -> None:
+    """Commands whose modules pull optional stacks (torch) lazily; registered when importable."""
+    try:
+        from accelsim.trace_cli import trace as trace_cmd
+
+        app.command("trace")(trace_cmd)
+    except ImportError:
+        pass
+    try:
+        from accelsim.eval_cli import eval_cmd
+
+        app.command("eval")(eval_cmd)
+    except ImportError:
+        pass
+    try:
+        from accelsim.cost_cli import cost_cmd
+
+        app.command("cost")(cost_cmd)
+    except ImportError:
+        pass
+    try:
+        from accelsim.cost_cli import tradeoff_cmd
+
+        app.command("tradeoff")(tradeoff_cmd)
+    except ImportError:
+        pass
+
+
+_register_optional()
+
+if __name__ == "__main__":
+    app()
