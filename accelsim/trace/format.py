@@ -190,7 +190,7 @@ class Trace:
             self._members = set(self._npz.files)
             if "meta" not in self._members:
                 raise TraceError(f"{where}: member 'meta.npy' is missing; is this an accelsim trace?")
-            raw = self._npz["meta"]
+            raw = self._member("meta")
             if raw.dtype != np.uint8 or raw.ndim != 1:
                 raise TraceError(f"{where}: member 'meta.npy' must be 1-D uint8 JSON bytes")
             try:
@@ -222,6 +222,13 @@ class Trace:
             raise
         self._cache: dict[str, np.ndarray] = {}
 
+    def _member(self, key: str) -> np.ndarray:
+        """One array of the archive; object (pickled) arrays and corrupt members are TraceErrors."""
+        try:
+            return self._npz[key]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise TraceError(f"{self.path}: member '{key}.npy' cannot be read without unpickling or is corrupt ({exc})") from None
+
     # -- metadata -------------------------------------------------------------------------------------
     @property
     def phase(self) -> str:
@@ -239,7 +246,7 @@ class Trace:
     def token_ids(self) -> np.ndarray:
         if "token_ids" not in self._members:
             raise TraceError(f"{self.path}: member 'token_ids.npy' is missing")
-        return np.asarray(self._npz["token_ids"])
+        return np.asarray(self._member("token_ids"))
 
     def input_ids(self) -> list[str]:
         return sorted({s.input_id for s in self.sites})
@@ -250,7 +257,7 @@ class Trace:
         s = self.sites[site] if isinstance(site, int) else site
         if s.input_id in self._cache:
             return self._cache[s.input_id]
-        arr = self._npz[f"input/{s.input_id}"]
+        arr = self._member(f"input/{s.input_id}")
         where = f"{self.path}: input/{s.input_id}"
         if arr.dtype != np.float16:
             raise TraceError(f"{where} has dtype {arr.dtype}; allowed: float16")
@@ -268,7 +275,7 @@ class Trace:
         key = f"weight/{s.index}"
         if key not in self._members:
             return None
-        w = self._npz[key]
+        w = self._member(key)
         if w.shape != (s.O, s.K):
             raise TraceError(f"{self.path}: {key} has shape {w.shape}; site {s.name} needs [{s.O}, {s.K}]")
         return w
@@ -276,7 +283,7 @@ class Trace:
     def site_bias(self, site: Site | int) -> np.ndarray | None:
         s = self.sites[site] if isinstance(site, int) else site
         key = f"bias/{s.index}"
-        return self._npz[key] if key in self._members else None
+        return self._member(key) if key in self._members else None
 
     def iter_sites(self) -> Iterator[tuple[Site, np.ndarray]]:
         """Sites in trace order with their inputs; each shared input is read once and kept while in use."""
@@ -292,7 +299,7 @@ class Trace:
         return TraceData(
             meta={k: v for k, v in self.meta.items() if k not in ("sites", "schema_version")},
             sites=list(self.sites),
-            inputs={i: np.asarray(self._npz[f"input/{i}"]) for i in self.input_ids()},
+            inputs={i: np.asarray(self._member(f"input/{i}")) for i in self.input_ids()},
             token_ids=self.token_ids(),
             weights={s.index: w for s in self.sites if (w := self.site_weight(s)) is not None},
             biases={s.index: b for s in self.sites if (b := self.site_bias(s)) is not None},

@@ -1,0 +1,44 @@
+"""Small seeded SmolLM2-shaped synthetic traces for fast simulator tests (they say synthetic: true)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from accelsim.trace.format import Site, TraceData, write_trace
+
+HIDDEN, INTER, KV = 576, 1536, 192
+SMOLLM2_SITES = (
+    ("q", HIDDEN, HIDDEN, "attn_in"),
+    ("k", HIDDEN, KV, "attn_in"),
+    ("v", HIDDEN, KV, "attn_in"),
+    ("o", HIDDEN, HIDDEN, "o_in"),
+    ("gate", HIDDEN, INTER, "mlp_in"),
+    ("up", HIDDEN, INTER, "mlp_in"),
+    ("down", INTER, HIDDEN, "down_in"),
+)
+
+
+def smollm2_shaped_trace(path: Path, *, tokens: int, phase: str = "prefill", layers: int = 1, seed: int = 0) -> Path:
+    """Gaussian inputs before q/k/v and gate/up, Laplacian before o and down (TEAL's shapes of distribution)."""
+    rng = np.random.default_rng(seed)
+    sites, inputs = [], {}
+    for layer in range(layers):
+        for kind, k, o, inp in SMOLLM2_SITES:
+            iid = f"L{layer}.{inp}"
+            sites.append(Site(len(sites), f"model.layers.{layer}.{kind}_proj", layer, kind, k, o, iid))
+            if iid not in inputs:
+                draw = rng.laplace if kind in ("o", "down") else rng.normal
+                inputs[iid] = draw(size=(tokens, k)).astype(np.float16)
+    meta = {
+        "model": "synthetic (SmolLM2-135M shapes)",
+        "model_sha256": "",
+        "phase": phase,
+        "text_source": "none",
+        "text_sha256": "",
+        "tool_version": "tests",
+        "synthetic": True,
+        "synthetic_info": {"generator": "tests/helpers.py", "seed": seed},
+    }
+    return write_trace(path, TraceData(meta=meta, sites=sites, inputs=inputs, token_ids=np.arange(tokens)))
