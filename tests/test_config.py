@@ -89,3 +89,10 @@ def test_config_is_frozen_and_digest_ignores_formatting(tmp_path):
         a.name = "x"  # type: ignore[misc]
     b = load_hw(_write(tmp_path, "# a comment\n" + _base()))
     assert a.digest() == b.digest()
+
+
+def test_docs_key_reference_matches_the_models():
+    from accelsim.config.reference import config_reference_markdown
+
+    doc = (HW_DIR.parent / "docs" / "hardware-config.md").read_text()
+    assert doc == config_reference_markdown(), "regenerate: python -m accelsim.config.reference > docs/hardware-config.md"

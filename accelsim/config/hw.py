@@ -59,7 +59,9 @@ class Systolic(_Model):
     """A rows x cols systolic array (``ws`` or ``os``)."""
 
     rows: int = Field(ge=1, le=4096)
+    """Array rows ``R`` (ws: reduction; os: tokens)."""
     cols: int = Field(ge=1, le=4096)
+    """Array columns ``C`` (output channels)."""
     weight_load_rows_per_cycle: int = Field(default=1, ge=1, le=4096)
     """``ws``: weight rows written into the array per cycle when a fold is loaded."""
     os_weight_link_factor: float = Field(default=1.0, ge=1.0, le=64.0)
@@ -67,10 +69,14 @@ class Systolic(_Model):
 
 
 class Array(_Model):
+    """The compute array."""
+
     dataflow: Literal["ws", "os", "mma"]
     """``ws`` weight-stationary systolic, ``os`` output-stationary systolic, ``mma`` tensor-core-like."""
     mma: Mma | None = None
+    """Required for ``dataflow: mma``."""
     systolic: Systolic | None = None
+    """Required for ``dataflow: ws`` and ``os``."""
     scalesim_compat: bool = False
     """SCALE-Sim's setting: no overlap of weight loading with compute and its -1 cycle per site (ws/os)."""
 
@@ -89,7 +95,9 @@ class Sram(_Model):
     """On-chip buffers. Activation and weight buffers are double buffered: a tile uses half of each."""
 
     activation_buffer_bytes: int = Field(ge=64)
+    """Activation buffer; a token tile of dense ``T_tile x K`` activations uses at most half."""
     weight_buffer_bytes: int = Field(ge=64)
+    """Weight buffer; a weight tile ``K_tile x O_tile`` uses at most half."""
     output_buffer_bytes: int = Field(ge=64)
     """Accumulators of two output tiles (one computing, one writing back)."""
     max_tokens_per_tile: int = Field(default=128, ge=1)
@@ -111,7 +119,9 @@ class Compressor(_Model):
     """Run-time top-n-of-m compressor."""
 
     groups_per_cycle: int = Field(ge=1, le=1 << 20)
+    """Groups of m activations (unstructured: token rows) selected per cycle."""
     latency_cycles: int = Field(ge=0, le=4096)
+    """Pipeline latency from a token tile's last group in to its compressed tile out."""
     placement: Literal["consumer", "producer"] = "consumer"
     """``consumer``: on the critical path of the consuming site. ``producer``: overlapped with the producer;
     the site then reads compressed activations and metadata from DRAM."""
@@ -133,6 +143,7 @@ class Sparsity(_Model):
     """The sparsity hardware. ``dense`` has none of compressor, decoder or metadata buffer."""
 
     kind: Literal["dense", "nm", "unstructured"]
+    """``dense`` (no sparsity hardware), ``nm`` (n of every m), ``unstructured`` (per-token top-k)."""
     n: int | None = Field(default=None, ge=1, le=1024)
     """N:M: values kept per group (``kind: nm``)."""
     m: int | None = Field(default=None, ge=1, le=1024)
@@ -144,11 +155,15 @@ class Sparsity(_Model):
     weight_fetch: Literal["dense", "gather_rows"] = "dense"
     """``gather_rows`` reads only the weight rows some token of the tile keeps, rounded to bursts."""
     metadata_format: Literal["index", "bitmask"] = "index"
+    """``index``: ceil(log2 m) bits per kept value; ``bitmask``: m bits per group."""
     mitigation: Literal["none", "var", "median_shift", "static_shift", "learnable", "var_learnable"] = "none"
     """Error-mitigation hardware priced by the cost model (counted as actions; no extra cycles)."""
     compressor: Compressor | None = None
+    """Required unless ``kind: dense``."""
     decoder: Decoder | None = None
+    """Required unless ``kind: dense``."""
     metadata_buffer: MetadataBuffer | None = None
+    """Required unless ``kind: dense``."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Sparsity:
@@ -204,13 +219,21 @@ class HwConfig(_Model):
     """One accelerator: array, clock, buffers, DRAM and sparsity hardware."""
 
     schema_version: Literal[1] = 1
+    """Version of this config schema."""
     name: str = Field(min_length=1, max_length=200)
+    """Name shown in reports (e.g. ``nm8_16``)."""
     clock_hz: float = Field(gt=0, le=1e11)
+    """Clock of the array, buffers and DRAM interface (cycles are counted at this clock)."""
     precision: Precision = Precision()
+    """Bytes per element of each operand."""
     array: Array
+    """The compute array and its dataflow."""
     sram: Sram
+    """On-chip buffer capacities."""
     dram: Dram
+    """The off-chip memory channel."""
     sparsity: Sparsity
+    """The sparsity hardware (the only section in which the shipped configs differ)."""
     cost: dict[str, Any] | None = None
     """Per-config overrides of the energy/area tables (see docs/cost-model.md); validated by the cost model."""
 
