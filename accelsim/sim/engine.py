@@ -47,6 +47,13 @@ STALL_PARTS = ("dram_stall", "compressor_stall", "writeback_stall")
 BREAKDOWN = TILE_PARTS + STALL_PARTS
 
 
+def _trigger_at(env: simpy.Environment, ev: simpy.Event, delay: float) -> None:
+    """Schedule ``ev`` to fire ``delay`` cycles from now (one queue entry, no helper event)."""
+    ev._ok = True  # noqa: SLF001 - what Event.succeed() does, with a delay
+    ev._value = None  # noqa: SLF001
+    env.schedule(ev, delay=max(0.0, delay))
+
+
 class DramChannel:
     """One shared DRAM channel with bandwidth, latency, and deterministic arbitration (see module doc)."""
 
@@ -55,31 +62,29 @@ class DramChannel:
         self.bpc = bytes_per_cycle
         self.latency = latency_cycles
         self.infinite = math.isinf(bytes_per_cycle)
-        self._pending: list[tuple[float, int, int, int, simpy.Event]] = []
+        self._pending: list[tuple[float, int, int, int, simpy.Event, list, int]] = []
         self._seq = itertools.count()
         self._wake: simpy.Event | None = None
         self.busy_cycles = 0
-        self.bytes_by_prio = [0, 0, 0, 0]
         if not self.infinite:
             env.process(self._serve())
 
     def occupancy(self, nbytes: int) -> int:
         return 0 if self.infinite else math.ceil(nbytes / self.bpc - 1e-9)
 
-    def request(self, nbytes: int, prio: int) -> simpy.Event:
-        """An event that fires when the ``nbytes`` transfer has completed (data usable / write done)."""
-        done = self.env.event()
-        self.bytes_by_prio[prio] += int(nbytes)
+    def request(self, nbytes: int, prio: int, done: simpy.Event, times: list, slot: int) -> None:
+        """Transfer ``nbytes``; ``done`` fires when it has completed and ``times[slot]`` gets that cycle."""
+        now = self.env.now
         if nbytes <= 0:
-            done.succeed()
+            times[slot] = now
+            _trigger_at(self.env, done, 0)
         elif self.infinite:
-            _fire_later(self.env, done, self.latency)
+            times[slot] = now + self.latency
+            _trigger_at(self.env, done, self.latency)
         else:
-            heapq.heappush(self._pending, (self.env.now, prio, next(self._seq), int(nbytes), done))
+            heapq.heappush(self._pending, (now, prio, next(self._seq), int(nbytes), done, times, slot))
             if self._wake is not None and not self._wake.triggered:
                 self._wake.succeed()
-        return done
-
 
     def _serve(self):
         env = self.env
@@ -90,10 +95,11 @@ class DramChannel:
                 self._wake = None
             # Decide half a cycle later, so that every request made at this cycle is a candidate.
             yield env.timeout(_HALF)
-            _, _, _, nbytes, done = heapq.heappop(self._pending)
+            _, _, _, nbytes, done, times, slot = heapq.heappop(self._pending)
             occ = self.occupancy(nbytes)
             self.busy_cycles += occ
-            _fire_later(self.env, done, occ - _HALF + self.latency)
+            times[slot] = env.now - _HALF + occ + self.latency
+            _trigger_at(env, done, occ - _HALF + self.latency)
             yield env.timeout(occ - _HALF)
 
 
@@ -106,131 +112,118 @@ class SiteTiming:
     pe_busy_cycles: int
 
 
-def _fire_later(env: simpy.Environment, ev: simpy.Event, delay: float) -> None:
-    """Trigger ``ev`` after ``delay`` cycles (at once when ``delay <= 0``)."""
-    if delay <= 0:
-        ev.succeed()
-        return
-    env.timeout(delay).callbacks.append(lambda _e: ev.succeed())
+def simulate_site(
+    work: SiteWork, dram_bytes_per_cycle: float, dram_latency_cycles: int, *, buffer_slots: int = 2
+) -> SiteTiming:
+    """Run the event model of one site from a cold start at cycle 0.
 
-
-def _chain(src: simpy.Event, dst: simpy.Event) -> None:
-    """Trigger ``dst`` when ``src`` fires (cheaper than a process per transfer)."""
-    src.callbacks.append(lambda _e: dst.succeed())
-
-
-def _stamp(ev: simpy.Event, store: dict, key, env: simpy.Environment) -> None:
-    ev.callbacks.append(lambda _e: store.__setitem__(key, env.now))
-
-
-def simulate_site(work: SiteWork, dram_bytes_per_cycle: float, dram_latency_cycles: int, *, buffer_slots: int = 2) -> SiteTiming:
-    """Run the event model of one site from a cold start at cycle 0."""
+    Buffer slots are modelled by waiting for the event that frees them: token tile ``i`` may be read once
+    token tile ``i - slots`` is finished, weight tile ``j`` once compute tile ``j - slots`` is finished, and
+    output tile ``q`` may start accumulating once output tile ``q - slots`` has been written back.
+    """
     env = simpy.Environment()
     dram = DramChannel(env, dram_bytes_per_cycle, dram_latency_cycles)
-    act_slots = simpy.Resource(env, capacity=buffer_slots)
-    w_slots = simpy.Resource(env, capacity=buffer_slots)
-    out_slots = simpy.Resource(env, capacity=buffer_slots)
     n_t, n_o, n_k = work.n_t, work.n_o, work.n_k
-    tile_cycles = work.tile_cycles
-    times: dict = {}
-    act_arrived = [env.event() for _ in range(n_t)]
-    compressed = [env.event() for _ in range(n_t)]
-    act_req: list = [None] * n_t
-    w_req: list = [None] * (n_t * n_o * n_k)
-    for i in range(n_t):
-        _stamp(act_arrived[i], times, ("act", i), env)
-        _stamp(compressed[i], times, ("cmp", i), env)
-    w_ready = [env.event() for _ in range(n_t * n_o * n_k)]
-    for j, ev in enumerate(w_ready):
-        _stamp(ev, times, ("w", j), env)
+    n_tiles, n_out = n_t * n_o * n_k, n_t * n_o
+    tile_cycles = [int(c) for c in work.tile_cycles]
+    act_bytes = [int(b) for b in work.act_read_bytes]
+    meta_bytes = [int(b) for b in work.meta_read_bytes]
+    w_bytes = [int(b) for b in work.weight_bytes]
+    out_bytes = [int(b) for b in work.out_bytes]
+    cmp_busy = [int(b) for b in work.compress_busy]
+    cmp_lat = int(work.compress_latency)
+    gather = work.gather_rows
+    ev = env.event
+    act_arrived = [ev() for _ in range(n_t)]
+    meta_arrived = [ev() for _ in range(n_t)]
+    compressed = [ev() for _ in range(n_t)]
+    t_done = [ev() for _ in range(n_t)]
+    w_ready = [ev() for _ in range(n_tiles)]
+    tile_done = [ev() for _ in range(n_tiles)]
+    written = [ev() for _ in range(n_out)]
+    act_time = [0.0] * n_t
+    meta_time = [0.0] * n_t
+    cmp_time = [0.0] * n_t
+    w_time = [0.0] * n_tiles
+    write_time = [0.0] * n_out
     busy = {"compressor": 0, "pe": 0}
-    writes: list[simpy.Event] = []
 
     def act_reader():
         for i in range(n_t):
-            req = act_slots.request()
-            yield req
-            act_req[i] = req
-            ev = dram.request(int(work.act_read_bytes[i]), PRIO_ACT)
-            if work.meta_read_bytes[i]:
-                ev = simpy.AllOf(env, [ev, dram.request(int(work.meta_read_bytes[i]), PRIO_META)])
-            _chain(ev, act_arrived[i])
+            if i >= buffer_slots and not t_done[i - buffer_slots].processed:
+                yield t_done[i - buffer_slots]
+            dram.request(act_bytes[i], PRIO_ACT, act_arrived[i], act_time, i)
+            dram.request(meta_bytes[i], PRIO_META, meta_arrived[i], meta_time, i)
 
     def compressor():
         for i in range(n_t):
-            yield act_arrived[i]
-            b = int(work.compress_busy[i])
+            for e in (act_arrived[i], meta_arrived[i]):
+                if not e.processed:
+                    yield e
+            b = cmp_busy[i]
             busy["compressor"] += b
-            if b == 0 and work.compress_latency == 0:
-                compressed[i].succeed()
-                continue
-            _fire_later(env, compressed[i], b + work.compress_latency)
+            cmp_time[i] = env.now + b + cmp_lat
+            _trigger_at(env, compressed[i], b + cmp_lat)
             if b:
                 yield env.timeout(b)
 
-    gather = work.gather_rows
-
     def weight_reader():
-        for i in range(n_t):
-            for o in range(n_o):
-                for k in range(n_k):
-                    j = work.tile_index(i, o, k)
-                    req = w_slots.request()
-                    yield req
-                    w_req[j] = req
-                    if gather:
-                        yield compressed[i]
-                    _chain(dram.request(int(work.weight_bytes[j]), PRIO_WEIGHT), w_ready[j])
+        for j in range(n_tiles):
+            if j >= buffer_slots and not tile_done[j - buffer_slots].processed:
+                yield tile_done[j - buffer_slots]
+            i = j // (n_o * n_k)
+            if gather and not compressed[i].processed:
+                yield compressed[i]
+            dram.request(w_bytes[j], PRIO_WEIGHT, w_ready[j], w_time, j)
 
     acc = dict.fromkeys(BREAKDOWN, 0)
     for p in TILE_PARTS:
         acc[p] = int(work.tile_parts[p].sum())
+    pe_end = [0.0]
 
     def pe():
         prev = 0.0
+        j = 0
         for i in range(n_t):
             for o in range(n_o):
-                out_req = None
+                q = i * n_o + o
                 for k in range(n_k):
-                    j = work.tile_index(i, o, k)
                     waits = [w_ready[j], compressed[i]]
-                    if k == 0:
-                        out_req = out_slots.request()
-                        _stamp(out_req, times, ("out", j), env)
-                        waits.append(out_req)
-                    yield simpy.AllOf(env, waits)
+                    if k == 0 and q >= buffer_slots:
+                        waits.append(written[q - buffer_slots])
+                    for e in waits:
+                        if not e.processed:
+                            yield e
                     now = env.now
                     if now > prev:
-                        a = max(times[("w", j)], times[("act", i)])
-                        c = max(a, times[("cmp", i)])
+                        a = max(w_time[j], act_time[i], meta_time[i])
+                        c = max(a, cmp_time[i])
                         dram_w = max(0.0, min(a, now) - prev)
                         cmp_w = max(0.0, min(c, now) - max(prev, a))
                         acc["dram_stall"] += int(dram_w)
                         acc["compressor_stall"] += int(cmp_w)
                         acc["writeback_stall"] += int(now - prev - dram_w - cmp_w)
-                    c_j = int(tile_cycles[j])
+                    c_j = tile_cycles[j]
                     busy["pe"] += c_j
                     if c_j:
                         yield env.timeout(c_j)
-                    w_slots.release(w_req[j])
+                    tile_done[j].succeed()
                     if k == n_k - 1:
-                        wr = dram.request(int(work.out_bytes[i * n_o + o]), PRIO_OUT)
-                        req = out_req
-                        wr.callbacks.append(lambda _e, r=req: out_slots.release(r))
-                        writes.append(wr)
+                        dram.request(out_bytes[q], PRIO_OUT, written[q], write_time, q)
                     prev = env.now
-            act_slots.release(act_req[i])
+                    j += 1
+            t_done[i].succeed()
         pe_end[0] = env.now
 
-    pe_end = [0.0]
     env.process(act_reader())
     env.process(compressor())
     env.process(weight_reader())
-    done = env.process(pe())
-    env.run(until=done)
-    if writes:
-        env.run(until=simpy.AllOf(env, writes))
-    end = env.now
+    env.run(until=env.process(pe()))
+    last_write = max(write_time) if write_time else 0.0
+    for e in written:
+        if not e.processed:
+            env.run(until=e)
+    end = max(env.now, last_write, pe_end[0])
     acc["writeback_stall"] += int(end - pe_end[0])
     cycles = int(end)
     total = sum(acc.values())
