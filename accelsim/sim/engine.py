@@ -93,14 +93,18 @@ class DramChannel:
                 self._wake = env.event()
                 yield self._wake
                 self._wake = None
-            # Decide half a cycle later, so that every request made at this cycle is a candidate.
-            yield env.timeout(_HALF)
+            # A request made later in this cycle sorts after every request from an earlier cycle, so the
+            # channel decides at once when the best pending request is older; otherwise it decides half a
+            # cycle later, when every request of this cycle is a candidate.
+            now = env.now
+            if self._pending[0][0] >= now:
+                yield env.timeout(_HALF)
             _, _, _, nbytes, done, times, slot = heapq.heappop(self._pending)
             occ = self.occupancy(nbytes)
             self.busy_cycles += occ
-            times[slot] = env.now - _HALF + occ + self.latency
-            _trigger_at(env, done, occ - _HALF + self.latency)
-            yield env.timeout(occ - _HALF)
+            times[slot] = now + occ + self.latency
+            _trigger_at(env, done, now + occ + self.latency - env.now)
+            yield env.timeout(now + occ - env.now)
 
 
 @dataclass
@@ -139,7 +143,8 @@ def simulate_site(
     compressed = [ev() for _ in range(n_t)]
     t_done = [ev() for _ in range(n_t)]
     w_ready = [ev() for _ in range(n_tiles)]
-    tile_done = [ev() for _ in range(n_tiles)]
+    tile_done = [False] * n_tiles  # compute tile finished (frees its weight slot)
+    tile_waiter: dict[int, simpy.Event] = {}
     written = [ev() for _ in range(n_out)]
     act_time = [0.0] * n_t
     meta_time = [0.0] * n_t
@@ -169,8 +174,9 @@ def simulate_site(
 
     def weight_reader():
         for j in range(n_tiles):
-            if j >= buffer_slots and not tile_done[j - buffer_slots].processed:
-                yield tile_done[j - buffer_slots]
+            if j >= buffer_slots and not tile_done[j - buffer_slots]:
+                tile_waiter[j - buffer_slots] = waiter = ev()
+                yield waiter
             i = j // (n_o * n_k)
             if gather and not compressed[i].processed:
                 yield compressed[i]
@@ -207,7 +213,9 @@ def simulate_site(
                     busy["pe"] += c_j
                     if c_j:
                         yield env.timeout(c_j)
-                    tile_done[j].succeed()
+                    tile_done[j] = True
+                    if j in tile_waiter:
+                        tile_waiter.pop(j).succeed()
                     if k == n_k - 1:
                         dram.request(out_bytes[q], PRIO_OUT, written[q], write_time, q)
                     prev = env.now
