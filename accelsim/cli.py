@@ -19,7 +19,7 @@ from rich.table import Table
 from accelsim import __version__
 from accelsim.config import ConfigError, HwConfig, load_hw
 from accelsim.sim.tiling import TilingError
-from accelsim.trace.format import Trace, TraceError, file_sha256
+from accelsim.trace.format import TraceError
 
 app = typer.Typer(
     name="accelsim",
@@ -98,40 +98,6 @@ def _load_hw(path: Path) -> HwConfig:
         raise fail(str(exc)) from None
 
 
-def _simulate(hw: HwConfig, trace_path: Path, label: str):
-    from accelsim.sim.run import simulate
-
-    progress = _Progress(label)
-    try:
-        with Trace(trace_path) as tr:
-            return simulate(hw, tr, progress=progress), dict(tr.meta)
-    except TraceError as exc:
-        raise fail(str(exc)) from None
-    except TilingError as exc:
-        raise fail(f"{hw.name}: {exc}") from None
-    finally:
-        progress.close()
-
-
-def _cost(hw: HwConfig, totals: dict[str, Any], dense_hw: HwConfig | None):
-    """Energy and area from the cost model, or Nones when it is not available."""
-    try:
-        from accelsim import cost
-        from accelsim.sim.actions import ACTIONS
-    except ImportError:
-        return None, None, None
-    counts = {a: int(totals[f"{a}_count"]) for a in ACTIONS}
-    try:
-        energy = cost.energy_breakdown(hw, counts)
-        area = cost.area_breakdown(hw)
-        overhead = cost.sparsity_area_overhead(hw, dense_hw) if dense_hw is not None else None
-    except (AttributeError, NotImplementedError):
-        return None, None, None
-    except ValueError as exc:
-        raise fail(f"{hw.name}: cost model: {exc}") from None
-    return energy, area, overhead
-
-
 def _baseline_path(hw_path: Path, baseline: Path | None) -> Path | None:
     if baseline is not None:
         return baseline
@@ -146,10 +112,16 @@ def _fmt_int(v: float) -> str:
 def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
     """The table of totals a user reads after ``accelsim run``."""
     if rec.get("synthetic_trace"):
-        console.print("[bold yellow]warning:[/] this trace is SYNTHETIC (synthetic: true in its metadata): "
-                      "its values are sampled, not recorded from a model")
-    t = Table(title=f"accelsim {__version__}: {rec['config']} ({rec['pattern']}) on a {rec['phase']} trace, "
-              f"{rec['sites']} linear sites, {rec['tokens']} tokens", show_header=True, header_style="bold")
+        console.print(
+            "[bold yellow]warning:[/] this trace is SYNTHETIC (synthetic: true in its metadata): "
+            "its values are sampled, not recorded from a model"
+        )
+    t = Table(
+        title=f"accelsim {__version__}: {rec['config']} ({rec['pattern']}) on a {rec['phase']} trace, "
+        f"{rec['sites']} linear sites, {rec['tokens']} tokens",
+        show_header=True,
+        header_style="bold",
+    )
     t.add_column("quantity")
     t.add_column("value", justify="right")
     t.add_column("share", justify="right")
@@ -157,12 +129,18 @@ def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
     t.add_row("cycles", _fmt_int(cyc), "")
     t.add_row("time_us (at clock_hz)", f"{rec['time_us']:,.1f}", f"{rec['clock_hz'] / 1e9:g} GHz")
     if "speedup_vs_dense" in rec:
-        t.add_row(f"speedup_vs_dense ({rec['baseline_config']}: {_fmt_int(rec['baseline_cycles'])} cycles)",
-                  f"{rec['speedup_vs_dense']:.3f}x", "")
+        t.add_row(
+            f"speedup_vs_dense ({rec['baseline_config']}: {_fmt_int(rec['baseline_cycles'])} cycles)",
+            f"{rec['speedup_vs_dense']:.3f}x",
+            "",
+        )
     t.add_row("utilization (kept MACs / peak)", f"{rec['utilization']:.3f}", "")
     t.add_row("dense_equivalent_utilization", f"{rec['dense_equivalent_utilization']:.3f}", "")
-    for key in [k for k in rec if k.endswith("_cycles") and k not in ("cycles", "baseline_cycles")
-                and not k.endswith("busy_cycles")]:
+    for key in [
+        k
+        for k in rec
+        if k.endswith("_cycles") and k not in ("cycles", "baseline_cycles") and not k.endswith("busy_cycles")
+    ]:
         if rec[key]:
             t.add_row(f"  {key}", _fmt_int(rec[key]), f"{rec[key] / cyc:.1%}" if cyc else "")
     for key in ("dram_busy_cycles", "compressor_busy_cycles", "pe_busy_cycles"):
@@ -192,29 +170,32 @@ def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
     if "sparsity_area_overhead_fraction" in rec:
         t.add_row("sparsity_area_overhead_fraction (vs dense)", f"{rec['sparsity_area_overhead_fraction']:.2%}", "")
     console.print(t)
-    console.print("Scope: linear sites only (q k v o gate up down); activations are the dense model's, each site "
-                  "masked independently. Accuracy of the same pattern: `accelsim eval`.", style="dim")
+    console.print(
+        "Scope: linear sites only (q k v o gate up down); activations are the dense model's, each site "
+        "masked independently. Accuracy of the same pattern: `accelsim eval`.",
+        style="dim",
+    )
 
 
 def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> dict[str, Any]:
-    """Simulate ``trace`` on ``hw_path`` (and its dense baseline) and build the JSON record."""
-    from accelsim.report.tables import run_record, summary
+    """``accelsim.api.evaluate`` with CLI error handling (one line, exit 2) and a progress bar."""
+    from accelsim.api import evaluate
 
-    hw = _load_hw(hw_path)
-    res, meta = _simulate(hw, trace, f"{hw.name}")
-    base_path = _baseline_path(hw_path, baseline)
-    base_res, dense_hw = None, None
-    if base_path is not None:
-        dense_hw = _load_hw(base_path)
-        if dense_hw.sparsity.kind != "dense":
-            raise fail(f"{base_path}: sparsity.kind is '{dense_hw.sparsity.kind}'; a baseline must be 'dense'")
-        base_res = res if dense_hw == hw else _simulate(dense_hw, trace, f"{dense_hw.name} (baseline)")[0]
-    energy, area, overhead = _cost(hw, res.totals, dense_hw)
-    rec = summary(res, baseline=base_res, energy_pj=energy, area_um2=area, area_overhead_fraction=overhead)
-    rec = run_record(rec, hw_path=str(hw_path), hw_sha256=file_sha256(hw_path), trace_path=str(trace),
-                     trace_sha256=file_sha256(trace), trace_meta=meta)
-    rec["_result"] = res
-    return rec
+    _load_hw(hw_path)  # config errors first, with the file and key
+    base = _baseline_path(hw_path, baseline)
+    if base is not None:
+        _load_hw(base)
+    progress = _Progress(f"simulating {hw_path.name}")
+    try:
+        return evaluate(hw_path, trace, baseline=base, keep_result=True, progress=progress)
+    except TraceError as exc:
+        raise fail(str(exc)) from None
+    except TilingError as exc:
+        raise fail(f"{hw_path}: {exc}") from None
+    except (ConfigError, ValueError, KeyError) as exc:
+        raise fail(f"{hw_path}: {exc}") from None
+    finally:
+        progress.close()
 
 
 @app.command()
@@ -268,8 +249,18 @@ def compare(
         rec = run_one(p, trace, None)
         rec.pop("_result")
         recs.append(rec)
-    cols = ["config", "pattern", "cycles", "speedup_vs_dense", "utilization", "dram_weight_bytes",
-            "weight_bytes_vs_dense", "union_density", "energy_pj_per_token", "sparsity_area_overhead_fraction"]
+    cols = [
+        "config",
+        "pattern",
+        "cycles",
+        "speedup_vs_dense",
+        "utilization",
+        "dram_weight_bytes",
+        "weight_bytes_vs_dense",
+        "union_density",
+        "energy_pj_per_token",
+        "sparsity_area_overhead_fraction",
+    ]
     df = pd.DataFrame([{c: r.get(c, math.nan) for c in cols} for r in recs]).sort_values("cycles", ascending=False)
     if recs and recs[0].get("synthetic_trace"):
         out_console.print("[bold yellow]warning:[/] this trace is SYNTHETIC (synthetic: true in its metadata)")

@@ -113,7 +113,9 @@ def load_model(name_or_path: str = DEFAULT_MODEL) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(directory, torch_dtype="float32", **kwargs)
     except Exception as exc:  # transformers raises many types; report one line
-        raise ModelLoadError(f"{directory / (gguf_file or '')}: cannot load model ({type(exc).__name__}: {exc})") from None
+        raise ModelLoadError(
+            f"{directory / (gguf_file or '')}: cannot load model ({type(exc).__name__}: {exc})"
+        ) from None
     model.eval()
     if gguf_file:
         source = directory / gguf_file

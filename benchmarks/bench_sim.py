@@ -37,8 +37,15 @@ SCALESIM_LLAMA7B_TOKEN_S = 10 * 3600.0  # section 7.2 estimate
 def llama_decode_trace(path: Path, tokens: int = 1, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     h, i = 4096, 11008
-    shapes = [("q", h, h, "attn"), ("k", h, h, "attn"), ("v", h, h, "attn"), ("o", h, h, "o"),
-              ("gate", h, i, "mlp"), ("up", h, i, "mlp"), ("down", i, h, "down")]
+    shapes = [
+        ("q", h, h, "attn"),
+        ("k", h, h, "attn"),
+        ("v", h, h, "attn"),
+        ("o", h, h, "o"),
+        ("gate", h, i, "mlp"),
+        ("up", h, i, "mlp"),
+        ("down", i, h, "down"),
+    ]
     sites, inputs = [], {}
     for layer in range(32):
         for kind, k, o, inp in shapes:
@@ -47,8 +54,15 @@ def llama_decode_trace(path: Path, tokens: int = 1, seed: int = 0) -> Path:
             if iid not in inputs:
                 draw = rng.laplace if kind in ("o", "down") else rng.normal
                 inputs[iid] = draw(size=(tokens, k)).astype(np.float16)
-    meta = {"model": "synthetic llama2-7b shapes (benchmark)", "model_sha256": "", "phase": "decode",
-            "text_source": "none", "text_sha256": "", "tool_version": __version__, "synthetic": True}
+    meta = {
+        "model": "synthetic llama2-7b shapes (benchmark)",
+        "model_sha256": "",
+        "phase": "decode",
+        "text_source": "none",
+        "text_sha256": "",
+        "tool_version": __version__,
+        "synthetic": True,
+    }
     return write_trace(path, TraceData(meta, sites, inputs, np.arange(tokens)))
 
 
@@ -60,9 +74,14 @@ def time_case(hw_name: str, trace: Path, repeat: int) -> dict:
             t0 = time.perf_counter()
             res = simulate(hw, tr)
             walls.append(time.perf_counter() - t0)
-    return {"config": hw_name, "wall_s_median": statistics.median(walls), "wall_s_all": walls,
-            "simulated_cycles": res.totals["cycles"], "sites": res.totals["sites"],
-            "simulated_cycles_per_s": res.totals["cycles"] / statistics.median(walls)}
+    return {
+        "config": hw_name,
+        "wall_s_median": statistics.median(walls),
+        "wall_s_all": walls,
+        "simulated_cycles": res.totals["cycles"],
+        "sites": res.totals["sites"],
+        "simulated_cycles_per_s": res.totals["cycles"] / statistics.median(walls),
+    }
 
 
 def main() -> None:
@@ -70,8 +89,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sim.json")
     args = ap.parse_args()
-    results = {"accelsim_version": __version__, "python": platform.python_version(),
-               "machine": platform.machine(), "cases": []}
+    results = {
+        "accelsim_version": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cases": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         llama = llama_decode_trace(Path(tmp) / "llama7b_decode1.npz")
         for cfg in ("dense", "nm8_16"):
@@ -79,8 +102,10 @@ def main() -> None:
             case["trace"] = "llama2-7b decode, 1 token (synthetic values)"
             case["speedup_vs_scalesim_token_estimate"] = SCALESIM_LLAMA7B_TOKEN_S / case["wall_s_median"]
             results["cases"].append(case)
-            print(f"{case['trace']:45s} {cfg:8s} {case['wall_s_median']:.3f} s "
-                  f"({case['simulated_cycles']:,} cycles; SCALE-Sim ~10 h -> {case['speedup_vs_scalesim_token_estimate']:,.0f}x)")
+            print(
+                f"{case['trace']:45s} {cfg:8s} {case['wall_s_median']:.3f} s "
+                f"({case['simulated_cycles']:,} cycles; SCALE-Sim ~10 h -> {case['speedup_vs_scalesim_token_estimate']:,.0f}x)"
+            )
     real = sorted((ROOT / "traces").glob("smollm2-135m_prefill*.npz"))
     if real:
         for cfg in ("dense", "nm8_16"):

@@ -33,8 +33,15 @@ def test_same_content_same_bytes(tmp_path):
 
 
 def _meta(**over):
-    m = {"model": "x", "model_sha256": "", "phase": "prefill", "text_source": "t", "text_sha256": "",
-         "tool_version": "t", "synthetic": True}
+    m = {
+        "model": "x",
+        "model_sha256": "",
+        "phase": "prefill",
+        "text_source": "t",
+        "text_sha256": "",
+        "tool_version": "t",
+        "synthetic": True,
+    }
     m.update(over)
     return m
 
@@ -44,7 +51,9 @@ def test_writer_rejects_inconsistent_data_and_leaves_no_file(tmp_path):
     with pytest.raises(TraceError, match="needs \\[T, 8\\]"):
         write_trace(tmp_path / "bad.npz", TraceData(_meta(), [site], {"a": np.zeros((2, 7), np.float16)}, np.arange(2)))
     with pytest.raises(TraceError, match="phase"):
-        write_trace(tmp_path / "bad.npz", TraceData(_meta(phase="train"), [site], {"a": np.zeros((2, 8))}, np.arange(2)))
+        write_trace(
+            tmp_path / "bad.npz", TraceData(_meta(phase="train"), [site], {"a": np.zeros((2, 8))}, np.arange(2))
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -152,5 +152,19 @@ def _finish(hw: HwConfig, trace: Trace, rows: list[dict[str, Any]]) -> RunResult
     )
 
 
-_NOT_SUMMED = {"site", "layer", "K", "O", "tokens", "steps", "utilization", "dense_equivalent_utilization",
-               "kept_density", "union_density", "T_tile", "K_tile", "O_tile", "time_s"}
+_NOT_SUMMED = {
+    "site",
+    "layer",
+    "K",
+    "O",
+    "tokens",
+    "steps",
+    "utilization",
+    "dense_equivalent_utilization",
+    "kept_density",
+    "union_density",
+    "T_tile",
+    "K_tile",
+    "O_tile",
+    "time_s",
+}

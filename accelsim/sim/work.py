@@ -150,13 +150,17 @@ def build_site_work(
                 instr_red = int(_ceil_div(bmax, mm.reduction).sum())
                 n_instr = _ceil_div(o_sizes, mm.outputs) * instr_red
                 per_unit = _ceil_div(n_instr, mm.units)
-                op_bytes = mm.tokens * mm.reduction * pr.activation_bytes + mm.outputs * mm.reduction * widen * pr.weight_bytes
+                op_bytes = (
+                    mm.tokens * mm.reduction * pr.activation_bytes + mm.outputs * mm.reduction * widen * pr.weight_bytes
+                )
                 meta_bytes = mm.tokens * mm.reduction * bits_per_value[kk] / 8 if dynamic else 0.0
                 iv = mm.issue_interval_cycles
                 iv_op = max(iv, math.ceil(mm.units * op_bytes / mm.operand_buffer_read_bytes_per_cycle - 1e-9))
                 iv_meta = iv_op
                 if meta_bytes and sp.metadata_buffer is not None:
-                    iv_meta = max(iv_op, math.ceil(mm.units * meta_bytes / sp.metadata_buffer.read_bytes_per_cycle - 1e-9))
+                    iv_meta = max(
+                        iv_op, math.ceil(mm.units * meta_bytes / sp.metadata_buffer.read_bytes_per_cycle - 1e-9)
+                    )
                 tok = mm.tokens * mm.outputs * mm.reduction
                 compute = _ceil_div(active_per_o * iv, mm.units * tok)
                 parts["compute"][i, :, kk] = compute
@@ -208,7 +212,9 @@ def build_site_work(
                     link_ok = arr.systolic.os_weight_link_factor >= widen - 1e-9
                     bmax = np.maximum.reduceat(cnt, np.arange(0, t_i, R))
                     if sp.kind == "nm":
-                        kst = np.full_like(bmax, compressed_length(k_tile, sp.n, sp.m) if (link_ok or not dynamic) else k_tile)
+                        kst = np.full_like(
+                            bmax, compressed_length(k_tile, sp.n, sp.m) if (link_ok or not dynamic) else k_tile
+                        )
                     elif sp.kind == "unstructured":
                         kst = bmax if link_ok else np.full_like(bmax, k_tile)
                     else:

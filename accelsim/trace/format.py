@@ -216,7 +216,9 @@ class Trace:
             ]
             for s in self.sites:
                 if f"input/{s.input_id}" not in self._members:
-                    raise TraceError(f"{where}: sites[{s.index}].input_id '{s.input_id}' has no member input/{s.input_id}.npy")
+                    raise TraceError(
+                        f"{where}: sites[{s.index}].input_id '{s.input_id}' has no member input/{s.input_id}.npy"
+                    )
         except Exception:
             self._npz.close()
             raise
@@ -227,7 +229,9 @@ class Trace:
         try:
             return self._npz[key]
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise TraceError(f"{self.path}: member '{key}.npy' cannot be read without unpickling or is corrupt ({exc})") from None
+            raise TraceError(
+                f"{self.path}: member '{key}.npy' cannot be read without unpickling or is corrupt ({exc})"
+            ) from None
 
     # -- metadata -------------------------------------------------------------------------------------
     @property

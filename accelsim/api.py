@@ -1,0 +1,130 @@
+"""The public Python API: one simulated design point, and sweeps over many.
+
+The CLI and the notebooks call these same functions. ``evaluate`` is a pure function of its inputs (files
+are read, nothing is written), so sweep points can run anywhere: ``sweep(..., executor=...)`` takes any
+object with ``submit`` (a ``concurrent.futures`` executor, or a ``dask.distributed.Client``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from accelsim.config.hw import HwConfig, load_hw
+from accelsim.sim.actions import ACTIONS
+from accelsim.sim.run import RunResult, simulate
+from accelsim.trace.format import Trace, file_sha256
+
+
+def with_overrides(hw: HwConfig, overrides: Mapping[str, Any]) -> HwConfig:
+    """A validated copy of ``hw`` with dotted keys replaced, e.g. ``{"dram.bandwidth_gb_per_s": 512}``."""
+    data = hw.model_dump()
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise KeyError(f"override '{dotted}': '{key}' is not a section of the config")
+            node = node[key]
+        if leaf not in node:
+            raise KeyError(f"override '{dotted}': unknown key '{leaf}' (allowed: {', '.join(sorted(node))})")
+        node[leaf] = value
+    return HwConfig.model_validate(data)
+
+
+def cost_of(hw: HwConfig, totals: Mapping[str, Any], dense_hw: HwConfig | None):
+    """``(energy_pj by component, area_um2 by component, sparsity area overhead)``, or Nones without a cost model."""
+    try:
+        from accelsim import cost
+    except ImportError:
+        return None, None, None
+    if not hasattr(cost, "energy_breakdown"):
+        return None, None, None
+    counts = {a: int(totals[f"{a}_count"]) for a in ACTIONS}
+    energy = cost.energy_breakdown(hw, counts)
+    area = cost.area_breakdown(hw)
+    overhead = cost.sparsity_area_overhead(hw, dense_hw) if dense_hw is not None else None
+    return energy, area, overhead
+
+
+def _as_config(hw: HwConfig | str | Path) -> tuple[HwConfig, str | None]:
+    if isinstance(hw, HwConfig):
+        return hw, None
+    return load_hw(hw), str(hw)
+
+
+def evaluate(
+    hw: HwConfig | str | Path,
+    trace: str | Path,
+    *,
+    baseline: HwConfig | str | Path | None = None,
+    keep_result: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Simulate ``trace`` on ``hw`` (and on the dense ``baseline``) and return the summary record.
+
+    The record holds totals with units in every key, the speedup against the baseline, energy and area when
+    the cost model is available, and provenance (accelsim version, hashes of the config and the trace).
+    With ``keep_result`` the full :class:`RunResult` is under ``"_result"`` (for per-site tables).
+    ``progress(done, total)`` is called after each site of each simulation.
+    """
+    from accelsim.report.tables import run_record, summary
+
+    cfg, cfg_path = _as_config(hw)
+    with Trace(trace) as tr:
+        res = simulate(cfg, tr, progress=progress)
+        meta = dict(tr.meta)
+    base_res: RunResult | None = None
+    dense_cfg: HwConfig | None = None
+    if baseline is not None:
+        dense_cfg, _ = _as_config(baseline)
+        if dense_cfg.sparsity.kind != "dense":
+            raise ValueError(f"{baseline}: sparsity.kind is '{dense_cfg.sparsity.kind}'; a baseline must be 'dense'")
+        if dense_cfg == cfg:
+            base_res = res
+        else:
+            with Trace(trace) as tr:
+                base_res = simulate(dense_cfg, tr, progress=progress)
+    energy, area, overhead = cost_of(cfg, res.totals, dense_cfg)
+    rec = summary(res, baseline=base_res, energy_pj=energy, area_um2=area, area_overhead_fraction=overhead)
+    rec = run_record(
+        rec,
+        hw_path=cfg_path or f"<{cfg.name}>",
+        hw_sha256=file_sha256(cfg_path) if cfg_path else cfg.digest(),
+        trace_path=str(trace),
+        trace_sha256=file_sha256(trace),
+        trace_meta=meta,
+    )
+    if keep_result:
+        rec["_result"] = res
+    return rec
+
+
+def sweep(
+    configs: Iterable[HwConfig | str | Path],
+    traces: Iterable[str | Path],
+    *,
+    baseline: HwConfig | str | Path | None = None,
+    executor: Any = None,
+):
+    """Evaluate every (config, trace) pair; a pandas DataFrame with one row per pair.
+
+    Args:
+        executor: anything with ``submit(fn, *args, **kw) -> future`` (``concurrent.futures`` executors,
+            ``dask.distributed.Client``); ``None`` runs the points one after another in this process.
+    """
+    import pandas as pd
+
+    points = [(c, t) for t in traces for c in configs]
+    if executor is None:
+        records = [evaluate(c, t, baseline=baseline) for c, t in points]
+    else:
+        futures = [executor.submit(evaluate, c, t, baseline=baseline) for c, t in points]
+        records = [f.result() for f in futures]
+    rows = []
+    for rec in records:
+        flat = {k: v for k, v in rec.items() if not isinstance(v, dict)}
+        flat["trace"] = rec["provenance"]["trace"]
+        rows.append(flat)
+    return pd.DataFrame(rows)
