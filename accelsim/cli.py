@@ -34,8 +34,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out_console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Piped output (CI logs, files) gets a wide fixed width instead of rich's 80 columns.
+out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 DEFAULT_HW = Path("hw_configs/nm8_16.yaml")
 
@@ -232,14 +233,12 @@ def run(
 def compare(
     trace: Path = typer.Option(..., "--trace", help="Trace .npz."),
     hw_dir: Path = typer.Option(Path("hw_configs"), "--hw-dir", help="Directory of hardware configs (*.yaml)."),
-    out: Path | None = typer.Option(None, "--out", help="Write compare.csv and compare.json here."),
+    out: Path | None = typer.Option(None, "--out", help="Write compare.csv, compare.json and breakdown.png here."),
 ) -> None:
     """Run every config of --hw-dir on one trace and print them side by side (speedup vs dense.yaml)."""
-    import json
-
     import pandas as pd
 
-    from accelsim.report.tables import sites_frame  # noqa: F401  (keeps report import path warm)
+    from accelsim.report.tables import csv_writer, json_writer, write_atomic
 
     paths = sorted(hw_dir.glob("*.yaml"))
     if not paths:
@@ -249,6 +248,7 @@ def compare(
         rec = run_one(p, trace, None)
         rec.pop("_result")
         recs.append(rec)
+    recs.sort(key=lambda r: -r["cycles"])
     cols = [
         "config",
         "pattern",
@@ -261,20 +261,28 @@ def compare(
         "energy_pj_per_token",
         "sparsity_area_overhead_fraction",
     ]
-    df = pd.DataFrame([{c: r.get(c, math.nan) for c in cols} for r in recs]).sort_values("cycles", ascending=False)
-    if recs and recs[0].get("synthetic_trace"):
+    flat = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, dict)} for r in recs])
+    df = flat.reindex(columns=cols)
+    if recs[0].get("synthetic_trace"):
         out_console.print("[bold yellow]warning:[/] this trace is SYNTHETIC (synthetic: true in its metadata)")
-    t = Table(title=f"{trace.name}: {recs[0]['phase']}, {recs[0]['tokens']} tokens, {recs[0]['sites']} linear sites")
+    title = f"{trace.name}: {recs[0]['phase']}, {recs[0]['tokens']} tokens, {recs[0]['sites']} linear sites"
+    t = Table(title=title)
     for c in cols:
         t.add_column(c, justify="right" if c not in ("config", "pattern") else "left")
     for _, r in df.iterrows():
         t.add_row(*[_cell(r[c]) for c in cols])
     out_console.print(t)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out / "compare.csv", index=False, float_format="%.9g", lineterminator="\n")
-        (out / "compare.json").write_text(json.dumps(recs, indent=2, sort_keys=True) + "\n")
-        out_console.print(f"wrote {out / 'compare.csv'}, {out / 'compare.json'}")
+        from accelsim.report.plots import breakdown_bars
+
+        def plot(path: Path) -> None:
+            fig = breakdown_bars(flat, title=f"cycle breakdown, {title}")
+            fig.savefig(path, dpi=120, metadata={"Software": None})
+
+        written = write_atomic(
+            out, {"compare.csv": csv_writer(df), "compare.json": json_writer(recs), "breakdown.png": plot}
+        )
+        out_console.print(f"wrote {', '.join(str(p) for p in written)}")
 
 
 def _cell(v: Any) -> str:

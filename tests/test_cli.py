@@ -71,4 +71,5 @@ def test_compare_lists_every_config(tmp_path, trace):
     r = runner.invoke(app, ["compare", "--trace", str(trace), "--hw-dir", str(HW), "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     rows = (tmp_path / "compare.csv").read_text().splitlines()
+    assert (tmp_path / "breakdown.png").read_bytes()[:4] == b"\x89PNG"
     assert len(rows) == 1 + len(list(HW.glob("*.yaml")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,22 +80,36 @@ def summary(
     return out
 
 
-def write_outputs(out_dir: str | Path, frame: pd.DataFrame, record: dict[str, Any]) -> list[Path]:
-    """Write ``sites.csv`` and ``summary.json`` into ``out_dir`` atomically: all files or none."""
+def write_atomic(out_dir: str | Path, writers: Mapping[str, Callable[[Path], Any]]) -> list[Path]:
+    """Write several files into ``out_dir``: each writer writes its file into a temporary directory first,
+    and only when all have succeeded are they moved into place (all files or none)."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        frame.to_csv(tmp / "sites.csv", index=False, float_format="%.9g", lineterminator="\n")
-        (tmp / "summary.json").write_text(json.dumps(record, indent=2, sort_keys=True, allow_nan=True) + "\n")
+        for name, writer in writers.items():
+            writer(tmp / name)
         out.mkdir(exist_ok=True)
         written = []
-        for f in ("sites.csv", "summary.json"):
-            (tmp / f).replace(out / f)
-            written.append(out / f)
+        for name in writers:
+            (tmp / name).replace(out / name)
+            written.append(out / name)
         return written
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def csv_writer(frame: pd.DataFrame) -> Callable[[Path], Any]:
+    return lambda p: frame.to_csv(p, index=False, float_format="%.9g", lineterminator="\n")
+
+
+def json_writer(obj: Any) -> Callable[[Path], Any]:
+    return lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
+
+
+def write_outputs(out_dir: str | Path, frame: pd.DataFrame, record: dict[str, Any]) -> list[Path]:
+    """``sites.csv`` and ``summary.json`` of one run, atomically."""
+    return write_atomic(out_dir, {"sites.csv": csv_writer(frame), "summary.json": json_writer(record)})
 
 
 def run_record(
