@@ -145,7 +145,7 @@ def build_site_work(
                 assert arr.mma is not None
                 mm = arr.mma
                 bmax = np.maximum.reduceat(cnt, np.arange(0, r1 - r0, mm.tokens)) if r1 > r0 else cnt
-                if sp.kind == "nm" and not dynamic:
+                if sp.kind == "nm":  # n slots per group, static or dynamic: K' = ceil(K_tile/m)*n (as ws, os)
                     bmax = np.full_like(bmax, compressed_length(k_tile, sp.n, sp.m))
                 instr_red = int(_ceil_div(bmax, mm.reduction).sum())
                 n_instr = _ceil_div(o_sizes, mm.outputs) * instr_red
