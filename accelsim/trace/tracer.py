@@ -47,6 +47,7 @@ _CONFIG_KEYS = (
     "max_position_embeddings",
     "rope_theta",
     "tie_word_embeddings",
+    "rope_parameters",
     "hidden_act",
     "rms_norm_eps",
 )
@@ -107,9 +108,10 @@ class LinearInputRecorder:
     held only until the next layer starts, so a freed tensor's address cannot be mistaken for a shared one.
     """
 
-    def __init__(self, sites: Sequence[LinearSite], progress: Progress | None = None):
+    def __init__(self, sites: Sequence[LinearSite], progress: Progress | None = None, steps: int = 1):
         self.sites = list(sites)
         self.progress = progress
+        self.total_steps = steps  # for the progress callback only
         self.order: list[int] | None = None  # site indices in call order (fixed by the first step)
         self.groups: list[tuple[int, ...]] | None = None  # input groups in call order
         self.rows_per_step: list[int] = []
@@ -185,7 +187,8 @@ class LinearInputRecorder:
                 )
             self._step_rows.append(flat.to(device="cpu", dtype=torch.float16).numpy().copy())
         if self.progress is not None:
-            self.progress(len(self._calls), len(self.sites))
+            n = len(self.sites)
+            self.progress(self._steps * n + len(self._calls), max(self.total_steps, self._steps + 1) * n)
 
     def _finish_step(self) -> None:
         missing = [self.sites[i].name for i in range(len(self.sites)) if i not in self._calls]
@@ -219,7 +222,10 @@ class TraceResult:
 
 
 def _model_config(model: Any) -> dict[str, Any]:
-    cfg = model.config.to_dict()
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        return {}
+    cfg = config.to_dict()
     return {k: cfg[k] for k in _CONFIG_KEYS if k in cfg and cfg[k] is not None}
 
 
@@ -321,7 +327,7 @@ def trace_model(
         run(None)
         seconds["plain"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    with LinearInputRecorder(sites, progress=progress) as rec:
+    with LinearInputRecorder(sites, progress=progress, steps=1 if phase == "prefill" else tokens) as rec:
         fed, next_token = run(rec)
     seconds["traced"] = time.perf_counter() - t0
     assert rec.order is not None and rec.groups is not None
@@ -361,7 +367,12 @@ def trace_model(
     inputs = {ids_of_group[gid]: arr for gid, arr in enumerate(arrays)}
 
     share, lin_params, all_params = linear_weight_share(model, sites)
-    import transformers
+    try:
+        import transformers
+
+        tf_version = transformers.__version__
+    except ImportError:  # a plain torch module
+        tf_version = None
 
     meta: dict[str, Any] = {
         "model": lm.name,
@@ -376,8 +387,9 @@ def trace_model(
         "tokens": tokens,
         "tool_version": __version__,
         "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
+        "transformers_version": tf_version,
         "synthetic": False,
+        "model_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "linear_weight_share": round(share, 6),
         "linear_params": lin_params,
         "model_params": all_params,
@@ -424,14 +436,16 @@ def trace_to_file(
     weight_layers: Sequence[int] | None = (),
     progress: Progress | None = None,
     measure_plain: bool = False,
+    dtype: str = "float32",
 ) -> TraceResult:
-    """Load ``model`` (``accelsim.hf.load_model``), trace it and write ``out``; nothing is written on error."""
+    """Load ``model`` (``accelsim.hf.load_model`` in ``dtype``), trace it and write ``out``; nothing is written
+    on error."""
     from accelsim.hf import load_model
 
     if text != "pydoc" and not Path(text).is_file():
         raise TraceInputError(f"--text {text!r}: no such file (use 'pydoc' or a UTF-8 text file)")
     t0 = time.perf_counter()
-    lm = load_model(model)
+    lm = load_model(model, dtype=dtype)
     load_s = time.perf_counter() - t0
     res = trace_model(
         lm,
