@@ -353,6 +353,7 @@ def synthesize_data(
     phase: str = "prefill",
     seed: int = 0,
     layers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TraceData:
     """A :class:`TraceData` with ``shape``'s sites whose inputs are sampled lazily from ``fit``.
 
@@ -370,6 +371,8 @@ def synthesize_data(
     sites = shape_sites(shape, layers)
     n_layers = shape.layers if layers is None else layers
     inputs: dict[str, _LazyInput] = {}
+    n_inputs = len({s.input_id for s in sites})
+    made = [0]
     for s in sites:
         if s.input_id in inputs:
             continue
@@ -386,6 +389,9 @@ def synthesize_data(
             z *= r[:, None]
             z *= u[None, :]
             np.clip(z, -65504.0, 65504.0, out=z)
+            made[0] += 1
+            if progress is not None:
+                progress(made[0], n_inputs)
             return z.astype(np.float16)
 
         inputs[s.input_id] = _LazyInput((tokens, s.K), make)
@@ -436,8 +442,9 @@ def synthesize(
     phase: str = "prefill",
     seed: int = 0,
     layers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Fit ``stats_from`` (a real trace) and write a synthetic trace with ``shape``'s sites to ``out``."""
     fit = fit_trace(stats_from)
-    data = synthesize_data(shape, fit, tokens=tokens, phase=phase, seed=seed, layers=layers)
+    data = synthesize_data(shape, fit, tokens=tokens, phase=phase, seed=seed, layers=layers, progress=progress)
     return write_trace(out, data)
