@@ -221,7 +221,20 @@ def _rank1_scales(a: np.ndarray, iters: int = 4) -> tuple[np.ndarray, np.ndarray
         u /= max(u.mean(), eps)
         r = (a / np.maximum(u, eps)[None, :]).mean(axis=1)
         r /= max(r.mean(), eps)
+    # Each u[k] is a mean of only T values (each r[t] of K): part of its spread is sampling noise, which
+    # resampling would add on top of the real spread. Shrink towards 1 by the noise share of the variance.
+    w = a / r[:, None]
+    u = _shrink(u, w.var(axis=0) / w.mean() ** 2 / a.shape[0])
+    w = a / np.maximum(u, eps)[None, :]
+    r = _shrink(r, w.var(axis=1) / w.mean() ** 2 / a.shape[1])
     return np.maximum(r, eps), np.maximum(u, eps)
+
+
+def _shrink(est: np.ndarray, noise_var: np.ndarray) -> np.ndarray:
+    """``1 + lam (est - 1)`` with ``lam = 1 - mean(noise_var) / var(est)`` clipped to [0, 1] (mean stays 1)."""
+    total = float(est.var())
+    lam = 0.0 if total <= 0 else min(1.0, max(0.0, 1.0 - float(noise_var.mean()) / total))
+    return 1.0 + lam * (est - 1.0)
 
 
 @dataclass
