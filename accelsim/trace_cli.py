@@ -26,7 +26,9 @@ DEFAULT_TOKENS = 32
 
 
 def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True)
+    from rich.markup import escape
+
+    _err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -177,7 +179,8 @@ def trace(
     meta = data.meta
     _out.print(
         f"wrote {out}: {_mb(out.stat().st_size)}, {len(data.sites)} linear sites, {len(data.inputs)} stored inputs, "
-        f"{phase} T={tokens} ({meta['model']}, synthetic: false)"
+        f"{phase} T={tokens} ({meta['model']}, synthetic: false)",
+        markup=False,
     )
     _out.print(
         f"inputs: {_mb(stored)} float16 = {stored / separate:.3f}x of storing each site's input separately "
@@ -221,7 +224,8 @@ def _synthetic(
         bar.close()
     _out.print(
         f"wrote {out}: {_mb(out.stat().st_size)}, {shape} shapes, {phase} T={tokens}, seed {seed}, "
-        f"values fitted to {stats_from.name} (synthetic: true), {time.perf_counter() - t0:.1f} s"
+        f"values fitted to {stats_from.name} (synthetic: true), {time.perf_counter() - t0:.1f} s",
+        markup=False,
     )
     if stats:
         _print_stats(out)
@@ -230,5 +234,5 @@ def _synthetic(
 def _print_stats(path: Path) -> None:
     from accelsim.trace.stats import activation_stats, format_stats
 
-    _out.print(f"activation statistics per site kind ({path.name}; N:M columns for 8:16):")
+    _out.print(f"activation statistics per site kind ({path.name}; N:M columns for 8:16):", markup=False)
     _out.print(format_stats(activation_stats(path, nm="8:16")), markup=False)
