@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from accelsim.config.hw import HwConfig
-from accelsim.nm import compressed_length, index_bits, metadata_bits_per_group, nm_mask, static_first_n_mask, topk_mask
+from accelsim.nm import index_bits, metadata_bits_per_group, nm_mask, static_first_n_mask, topk_mask
 from accelsim.sim.tiling import choose_tiling
 
 KIND_RANK = {"act": 0, "meta": 1, "weight": 2, "out": 3}
@@ -60,6 +60,7 @@ class RefResult:
     compressor_busy_cycles: int
     pe_busy_cycles: int
     dram_bytes: dict[str, int]
+    stalls: dict[str, int] = field(default_factory=dict)  # PE idle cycles by cause
     tile_start: list[int] = field(default_factory=list)
     tile_end: list[int] = field(default_factory=list)
 
@@ -258,10 +259,9 @@ def ws_tile(hw: HwConfig, pk: Packed, wt: np.ndarray, acc: np.ndarray):
         seg = np.zeros(C)
         if wr >= 0:
             width = min(C, o_size - c0)
-            seg[:width] = wr_rows[wr, c0 : c0 + width]
+            seg[:width] = wt[wr, c0 : c0 + width]  # NaN where gather_rows did not fetch the row
         return seg
 
-    wr_rows = wt
     while streamed < len(folds):
         yield
         # 1. the loaded fold becomes active when the array is free
@@ -424,11 +424,7 @@ def mma_tile(hw: HwConfig, pk: Packed, wt: np.ndarray, acc: np.ndarray, k_tile: 
     # operand traffic of one instruction (bytes) and its metadata
     op_bytes = mm.tokens * mm.reduction * pr.activation_bytes + mm.outputs * mm.reduction * widen(hw) * pr.weight_bytes
     if dyn:
-        bits = (
-            metadata_bits_per_group(sp.n, sp.m, sp.metadata_format) / sp.n
-            if sp.kind == "nm"
-            else index_bits(k_tile)
-        )
+        bits = metadata_bits_per_group(sp.n, sp.m, sp.metadata_format) / sp.n if sp.kind == "nm" else index_bits(k_tile)
         meta_bytes = mm.tokens * mm.reduction * bits / 8
     else:
         meta_bytes = 0.0
@@ -546,6 +542,7 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
     in_flight: list[tuple[int, tuple]] = []  # (usable at cycle, tag)
     dram_bytes = dict.fromkeys(("act", "meta", "weight", "out"), 0)
     busy = {"dram": 0, "cmp": 0, "pe": 0}
+    stalls = {"dram_stall": 0, "compressor_stall": 0, "writeback_stall": 0}
 
     act_slot: dict[int, dict] = {}  # slot index -> contents of the token tile in it
     w_slot: dict[int, np.ndarray] = {}
@@ -750,6 +747,16 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
                 next(pe["gen"])
             except StopIteration:
                 pe["ends"] = True
+        elif nxt["pe"] == n_tiles:
+            stalls["writeback_stall"] += 1  # the drain: outputs still being written
+        else:  # the PE waits for the next tile: operands not arrived, not compressed, or no output slot
+            i, _, _ = tile_ijk(nxt["pe"])
+            if not (w_arrived[nxt["pe"]] and act_arrived[i] and meta_arrived[i]):
+                stalls["dram_stall"] += 1
+            elif not compressed[i]:
+                stalls["compressor_stall"] += 1
+            else:
+                stalls["writeback_stall"] += 1
         c += 1
         if c > 50_000_000:
             raise RuntimeError("reference model does not terminate")
@@ -760,6 +767,7 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
         compressor_busy_cycles=busy["cmp"],
         pe_busy_cycles=busy["pe"],
         dram_bytes=dram_bytes,
+        stalls=stalls,
         tile_start=tile_start,
         tile_end=tile_end,
     )
@@ -778,4 +786,4 @@ def pruned(hw: HwConfig, x: np.ndarray) -> np.ndarray:
     return np.where(nm_mask(np.abs(x), sp.n, sp.m), x, 0.0)
 
 
-__all__ = ["RefResult", "run_reference", "pruned", "compressed_length"]
+__all__ = ["RefResult", "run_reference", "pruned"]

@@ -135,9 +135,7 @@ def test_random_scripts_match_a_per_cycle_channel():
     for _ in range(300):
         n = int(rng.integers(1, 12))
         t = np.sort(rng.integers(0, 30, size=n))
-        script = [
-            (int(t[i]), int(rng.choice([0, 1, 5, 17, 64, 100])), str(rng.choice(list(KINDS)))) for i in range(n)
-        ]
+        script = [(int(t[i]), int(rng.choice([0, 1, 5, 17, 64, 100])), str(rng.choice(list(KINDS)))) for i in range(n)]
         bpc = float(rng.choice([0.5, 1.0, 2.5, 3.0, 16.0, math.inf]))
         lat = int(rng.choice([0, 1, 9]))
         got = run_script(script, bpc, lat)

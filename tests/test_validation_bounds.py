@@ -82,13 +82,7 @@ def site_bounds(hw: HwConfig, work) -> tuple[int, int]:
     dram_busy = sum(_occ(b, bpc) for b in transfers)
     n_nonzero = sum(1 for b in transfers if b > 0)
     compressing = int(np.count_nonzero(work.compress_busy))
-    upper = (
-        pe
-        + dram_busy
-        + lat * n_nonzero
-        + int(np.sum(work.compress_busy))
-        + work.compress_latency * compressing
-    )
+    upper = pe + dram_busy + lat * n_nonzero + int(np.sum(work.compress_busy)) + work.compress_latency * compressing
     return lower, upper
 
 
@@ -150,8 +144,9 @@ def _variants():
     out.append(("unstructured", {"array": {"dataflow": "os", "systolic": systolic}}))
     out.append(("nm2_4", {"dram": {"bandwidth_gb_per_s": 16.0, "latency_cycles": 300, "burst_bytes": 64}}))
     out.append(("nm8_16", {"dram": {"bandwidth_gb_per_s": float("inf"), "latency_cycles": 50, "burst_bytes": 64}}))
-    out.append(("nm2_4", {"sparsity": {"compressor": {"groups_per_cycle": 8, "latency_cycles": 3,
-                                                      "placement": "producer"}}}))  # fmt: skip
+    out.append(
+        ("nm2_4", {"sparsity": {"compressor": {"groups_per_cycle": 8, "latency_cycles": 3, "placement": "producer"}}})
+    )
     out.append(("nm2_4", {"sparsity": {"compressor": {"groups_per_cycle": 2, "latency_cycles": 40}}}))
     return out
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from accelsim.config.hw import HwConfig
-from accelsim.sim.engine import simulate_site
+from accelsim.sim.engine import STALL_PARTS, simulate_site
 from accelsim.sim.tiling import TilingError, choose_tiling
-from accelsim.sim.work import build_site_work
+from accelsim.sim.work import TILE_PARTS, build_site_work
 from tests.reference_model import pruned, run_reference
 
 PATTERNS = [(1, 2), (2, 4), (3, 4), (1, 4), (2, 3), (3, 8), (4, 8), (2, 8), (5, 8), (1, 3), (3, 5)]
@@ -82,8 +82,9 @@ def make_hw(
     )
 
 
-def nm_sp(n, m, *, selection="dynamic", fetch="dense", gpc=2, clat=2, dlat=1, placement="consumer", fmt="index",
-          meta_bw=64.0) -> dict:  # fmt: skip
+def nm_sp(
+    n, m, *, selection="dynamic", fetch="dense", gpc=2, clat=2, dlat=1, placement="consumer", fmt="index", meta_bw=64.0
+) -> dict:
     return {
         "kind": "nm",
         "n": n,
@@ -195,6 +196,10 @@ def compare(hw: HwConfig, T: int, K: int, O: int, *, seed: int, reuse: bool = Fa
         ref.compressor_busy_cycles,
         ref.pe_busy_cycles,
     ), where
+    # the cycle breakdown: tile parts sum to the PE's busy cycles, each stall column to the reference's idle
+    # cycles of that cause (operands missing > not compressed > no output slot / drain)
+    assert sum(ev.breakdown[p] for p in TILE_PARTS) == ref.pe_busy_cycles, where
+    assert {p: ev.breakdown[p] for p in STALL_PARTS} == ref.stalls, (ev.breakdown, ref.stalls, where)
     np.testing.assert_allclose(ref.y, pruned(hw, x) @ w, rtol=1e-9, atol=1e-9, err_msg=where)
     a = work.actions
     assert ref.dram_bytes == {
@@ -258,11 +263,29 @@ def _coverage():
     yield cov
     if cov["cases"] == CHUNKS * N_PER_CHUNK:  # the whole random sample ran: it must cover every feature
         for feature in (
-            "ws/dense", "ws/nm", "ws/static", "os/dense", "os/nm", "os/static", "os/unstructured",
-            "mma/dense", "mma/nm", "mma/static", "mma/unstructured",
-            "T<R", "R%n!=0", "K%m!=0", "finite bw + latency", "infinite bw", "n_t>2", "n_o>2", "n_k>1",
-            "gather_rows", "producer", "compat",
-        ):  # fmt: skip
+            "ws/dense",
+            "ws/nm",
+            "ws/static",
+            "os/dense",
+            "os/nm",
+            "os/static",
+            "os/unstructured",
+            "mma/dense",
+            "mma/nm",
+            "mma/static",
+            "mma/unstructured",
+            "T<R",
+            "R%n!=0",
+            "K%m!=0",
+            "finite bw + latency",
+            "infinite bw",
+            "n_t>2",
+            "n_o>2",
+            "n_k>1",
+            "gather_rows",
+            "producer",
+            "compat",
+        ):
             assert cov[feature] >= 5, (feature, dict(cov))
 
 
@@ -275,21 +298,41 @@ TARGETED = [
     ("ws R%n: 7 rows 3:8", {"dataflow": "ws", "rows": 7, "cols": 2, "sparsity": nm_sp(3, 8)}, 3, 33, 5),
     ("ws R%n gather", {"dataflow": "ws", "rows": 3, "cols": 4, "sparsity": nm_sp(2, 4, fetch="gather_rows")}, 4, 26, 9),
     ("ws T<R load-bound 2:4", {"dataflow": "ws", "rows": 8, "cols": 4, "sparsity": nm_sp(2, 4)}, 1, 32, 8),
-    ("ws load 3 rows/cycle", {"dataflow": "ws", "rows": 6, "cols": 4, "rows_per_cycle": 3, "sparsity": nm_sp(1, 3)},
-     2, 30, 8),  # fmt: skip
+    (
+        "ws load 3 rows/cycle",
+        {"dataflow": "ws", "rows": 6, "cols": 4, "rows_per_cycle": 3, "sparsity": nm_sp(1, 3)},
+        2,
+        30,
+        8,
+    ),
     ("ws compat finite bw", {"dataflow": "ws", "rows": 4, "cols": 4, "compat": True, "bw": 2.0, "lat": 5}, 7, 20, 9),
     ("os T<R 2:4 wide links", {"dataflow": "os", "rows": 8, "cols": 4, "link": 2.0, "sparsity": nm_sp(2, 4)}, 3, 22, 9),
     ("os 2:4 narrow links", {"dataflow": "os", "rows": 4, "cols": 4, "link": 1.5, "sparsity": nm_sp(2, 4)}, 6, 22, 9),
-    ("os unstructured crossbar", {"dataflow": "os", "rows": 4, "cols": 3, "link": 4.0,
-                                  "sparsity": unstructured_sp(0.3, fetch="gather_rows")}, 9, 21, 7),  # fmt: skip
+    (
+        "os unstructured crossbar",
+        {"dataflow": "os", "rows": 4, "cols": 3, "link": 4.0, "sparsity": unstructured_sp(0.3, fetch="gather_rows")},
+        9,
+        21,
+        7,
+    ),
     ("mma unstructured", {"dataflow": "mma", "sparsity": unstructured_sp(0.4)}, 7, 30, 8),
     ("mma 2:4 K%m", {"dataflow": "mma", "sparsity": nm_sp(2, 4, fetch="gather_rows")}, 5, 13, 7),
     ("mma 5:8 K%m<n", {"dataflow": "mma", "sparsity": nm_sp(5, 8)}, 2, 9, 7),
     ("mma decode", {"dataflow": "mma", "sparsity": nm_sp(2, 4, fetch="gather_rows"), "bw": 1.0, "lat": 20}, 1, 32, 12),
-    ("mma producer bitmask", {"dataflow": "mma", "sparsity": nm_sp(2, 4, placement="producer", fmt="bitmask",
-                                                                    meta_bw=1.0)}, 6, 24, 6),  # fmt: skip
-    ("slow compressor", {"dataflow": "ws", "rows": 4, "cols": 4, "sparsity": nm_sp(1, 4, gpc=1, clat=9),
-                         "max_tokens": 3}, 10, 16, 4),  # fmt: skip
+    (
+        "mma producer bitmask",
+        {"dataflow": "mma", "sparsity": nm_sp(2, 4, placement="producer", fmt="bitmask", meta_bw=1.0)},
+        6,
+        24,
+        6,
+    ),
+    (
+        "slow compressor",
+        {"dataflow": "ws", "rows": 4, "cols": 4, "sparsity": nm_sp(1, 4, gpc=1, clat=9), "max_tokens": 3},
+        10,
+        16,
+        4,
+    ),
     ("write-back bound", {"dataflow": "os", "rows": 2, "cols": 2, "bw": 0.5, "lat": 7, "out_buf": 64}, 6, 4, 12),
     ("fractional bandwidth", {"dataflow": "mma", "bw": 3.5, "lat": 2, "w_bytes": 0.5, "burst": 1}, 9, 17, 11),
 ]
