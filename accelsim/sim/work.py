@@ -231,8 +231,10 @@ def build_site_work(
                     meta_read_bits += int(f_o.sum()) * int(cnt.sum()) * (bits_per_value[kk] if dynamic else 0)
             parts["decoder"][i, :, kk] = dec_lat
     compat_offset = -1 if arr.scalesim_compat else 0
-    if compat_offset:
-        parts["pipeline"][-1, -1, -1] += compat_offset
+    if compat_offset:  # the last cycle of the drain; a 1x1 array has no fill/drain, so take it from the stream
+        cands = ("pipeline", "rounding", "compute", "weight_load")
+        part = next((p for p in cands if parts[p][-1, -1, -1] > 0), "pipeline")
+        parts[part][-1, -1, -1] += compat_offset
     tile_parts = {p: v.reshape(-1) for p, v in parts.items()}
 
     # --- activations, compressor, outputs -------------------------------------------------------------
