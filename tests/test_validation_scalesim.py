@@ -154,3 +154,14 @@ def test_compat_cycles_do_not_depend_on_values_or_precision():
         a = site_cycles(compat_hw(dataflow, 8, 8), 33, 100, 50, seed=1)
         b = site_cycles(compat_hw(dataflow, 8, 8, wbytes=0.5), 33, 100, 50, seed=2)
         assert a == b == FORMULA[dataflow](33, 100, 50, 8, 8)
+
+
+def test_compat_breakdown_has_no_negative_column_on_a_1x1_array():
+    """SCALE-Sim's -1 comes off the fill/drain, which a 1x1 array does not have (regression)."""
+    for dataflow in ("ws", "os"):
+        hw = compat_hw(dataflow, 1, 1)
+        work = build_site_work(hw, np.ones((3, 4), dtype=np.float16), 2)
+        t = simulate_site(work, hw.dram_bytes_per_cycle, hw.dram.latency_cycles)
+        assert t.cycles == FORMULA[dataflow](3, 4, 2, 1, 1)
+        assert min(t.breakdown.values()) >= 0, t.breakdown
+        assert sum(t.breakdown.values()) == t.cycles
