@@ -8,7 +8,7 @@ accumulators stay in the output buffer across all its reduction tiles (no partia
    and whose metadata fits in half the metadata buffer.
 2. If a full-``K`` weight tile of one output granule fits in half the weight buffer: ``K_tile = K`` and
    ``O_tile`` = the most output granules that fit (at most ``O``). Otherwise ``O_tile`` = one granule and
-   ``K_tile`` = the most reduction granules that fit.
+   ``K_tile`` = the most reduction granules that fit (if not even one fits: the most whole N:M groups).
 3. ``O_tile`` shrinks (by granules) until two output tiles of ``T_tile x O_tile`` accumulators fit.
 """
 
@@ -91,7 +91,8 @@ def choose_tiling(hw: HwConfig, T: int, K: int, O: int) -> Tiling:  # noqa: N803
     else:
         o_tile = o_gran
         k_fit = math.floor(half_w / (o_tile * w_b))
-        k_tile = min(K, k_fit // g_k * g_k if k_fit >= g_k else k_fit)
+        m_g = hw.sparsity.m if hw.sparsity.kind == "nm" and hw.sparsity.m else 1  # never split an N:M group
+        k_tile = min(K, k_fit // g_k * g_k if k_fit >= g_k else k_fit // m_g * m_g)
         if k_tile < 1:
             raise TilingError(f"no weight tile fits in half of sram.weight_buffer_bytes={hw.sram.weight_buffer_bytes}")
 
