@@ -1,0 +1,70 @@
+"""Selection criteria: the score whose top-n per group is kept.
+
+* ``magnitude``: ``|x|``.
+* ``amber``: ``|x_j| * f_j`` with the static factor of Amber Pruner (arXiv 2508.02128):
+  ``f_j = ||W_hat[:, j]||_2 / min_k ||W_hat[:, k]||_2``, ``W_hat = (W - mu) / sigma``, where ``mu`` and ``sigma``
+  are the mean and standard deviation of the weights inside their [0.5 %, 99.5 %] quantiles. Computed from
+  all weights (the reference code samples 50k weights at random; this is deterministic).
+* ``weight-aware``: ``|x_j| * ||W[:, j]||_2`` (the column norm of the weight, as WINA gates).
+* ``clact``: ``|x_ij| * ||X[:, j]||_2``, the column norm taken over the tokens of the same sequence. The
+  published score also divides by the row norm ``||X[i, :]||``, a per-token constant that does not change
+  which entries of a token are kept, so it is left out. **Prefill only**: the column norm reads every token
+  of the sequence, including later ones, so the criterion is non-causal; on a one-token decode step it ranks
+  like ``|x|^2``, i.e. like magnitude.
+
+Weight-dependent factors (amber, weight-aware) make the mask per projection: q/k/v (and gate/up) no longer
+share one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["static_factor", "scores", "amber_factor", "weight_norm_factor", "nearest_rank_quantile"]
+
+
+def nearest_rank_quantile(values: torch.Tensor, q: float) -> torch.Tensor:
+    """Deterministic quantile of a flat tensor (nearest rank, any size; ``torch.quantile`` stops at 16M)."""
+    flat = values.reshape(-1)
+    k = int(round(q * (flat.numel() - 1))) + 1
+    return flat.kthvalue(min(max(k, 1), flat.numel())).values
+
+
+def weight_norm_factor(weight: torch.Tensor) -> torch.Tensor:
+    """``||W[:, j]||_2`` for an ``nn.Linear`` weight of shape ``[out, in]``: one factor per input channel."""
+    return weight.detach().float().norm(dim=0)
+
+
+def amber_factor(weight: torch.Tensor) -> torch.Tensor:
+    """Amber Pruner's per-input-channel factor ``||W_hat[:, j]|| / min_k ||W_hat[:, k]||``."""
+    w = weight.detach().float()
+    lo = nearest_rank_quantile(w, 0.005)
+    hi = nearest_rank_quantile(w, 0.995)
+    inside = w[(w >= lo) & (w <= hi)]
+    mu = inside.mean()
+    sigma = inside.std().clamp_min(1e-12)
+    norms = ((w - mu) / sigma).norm(dim=0)
+    return norms / norms.min().clamp_min(1e-12)
+
+
+def static_factor(criterion: str, weight: torch.Tensor) -> torch.Tensor | None:
+    """The static per-input-channel factor of ``criterion`` for this weight, or None (activation-only)."""
+    if criterion == "amber":
+        return amber_factor(weight)
+    if criterion == "weight-aware":
+        return weight_norm_factor(weight)
+    if criterion in ("magnitude", "clact"):
+        return None
+    raise ValueError(f"unknown criterion {criterion!r}; allowed: magnitude, amber, weight-aware, clact")
+
+
+def scores(x: torch.Tensor, criterion: str, factor: torch.Tensor | None = None) -> torch.Tensor:
+    """Scores of ``x`` (``[..., K]``; for ``clact`` ``[B, T, K]`` or ``[T, K]`` with tokens on axis -2)."""
+    s = x.detach().abs()
+    if criterion == "clact":
+        if s.dim() < 2:
+            return s * s
+        return s * s.norm(dim=-2, keepdim=True)
+    if factor is not None:
+        return s * factor.to(s.dtype)
+    return s
