@@ -183,8 +183,8 @@ def static_shifts(
 
 
 class FitReport(dict):
-    """Per-layer block-output MSE before and after the learnable fit, and timings:
-    ``{"mse_before": [...], "mse_after": [...], "layers": [...], "seconds": float, "steps": int}``."""
+    """Per-layer block-output MSE before and after the learnable fit, and timings: ``{"mse_before": [...],
+    "mse_after": [...], "layers": [...], "reverted": [...], "seconds": float, "steps": int}``."""
 
 
 def fit_learnable(
@@ -201,7 +201,8 @@ def fit_learnable(
     already fitted sparse layers before it; the embeddings for layer 0), the targets are the dense layer's
     outputs on the same inputs, ``Y_l = dense_l(X_l)``; ``a`` and ``b`` of the layer's linears are trained
     with Adam on ``MSE(sparse_l(X_l), Y_l)``, one calibration window per step, ``epochs`` passes in window
-    order (deterministic); then ``X_{l+1} = sparse_l(X_l)``. The weights stay frozen.
+    order (deterministic); then ``X_{l+1} = sparse_l(X_l)``. The weights stay frozen. A layer whose fitted
+    MSE is above its plain-pruning MSE gets its parameters reset to zero (listed in ``reverted``).
 
     Must run inside ``with sp:``. Returns a :class:`FitReport`; MSE values are averaged over the windows.
     """
@@ -211,7 +212,7 @@ def fit_learnable(
     stack = decoder_layers(model)
     inputs, kwargs = capture_block_inputs(model, calib, layers=(0,))
     xs = inputs[0]
-    report = FitReport(mse_before=[], mse_after=[], layers=[], steps=0)
+    report = FitReport(mse_before=[], mse_after=[], layers=[], reverted=[], steps=0)
     stats_flag, sp.stats = sp.stats, False
     nl = len(stack)
     try:
@@ -245,13 +246,15 @@ def fit_learnable(
                 for p in params:
                     p.requires_grad_(False)
                 with torch.no_grad():
-                    new_xs = []
-                    after = []
-                    for x, y in zip(xs, ys, strict=True):
-                        out = run_block(block, x, kwargs)
-                        after.append(float(torch.mean((out - y) ** 2)))
-                        new_xs.append(out)
-                    xs = new_xs
+                    outs = [run_block(block, x, kwargs) for x in xs]
+                    after = [float(torch.mean((o - y) ** 2)) for o, y in zip(outs, ys, strict=True)]
+                    if sum(after) > sum(before):  # never leave a block worse than plain pruning
+                        for p in params:
+                            p.zero_()
+                        outs = [run_block(block, x, kwargs) for x in xs]
+                        after = list(before)
+                        report["reverted"].append(li)
+                    xs = outs
                 report["layers"].append(li)
                 report["mse_before"].append(sum(before) / len(before))
                 report["mse_after"].append(sum(after) / len(after))

@@ -345,6 +345,7 @@ class Evaluator:
                         "block_mse_after_mean": sum(rep["mse_after"]) / len(rep["mse_after"]),
                         "layers_improved": sum(a < b for a, b in zip(rep["mse_after"], rep["mse_before"], strict=True)),
                         "layers_fitted": len(rep["layers"]),
+                        "layers_reverted": len(rep["reverted"]),
                     }
                 sp.reset_stats()
                 t1 = time.perf_counter()
