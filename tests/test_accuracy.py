@@ -452,3 +452,43 @@ def test_learnable_fit_never_leaves_a_block_worse(tiny):
         assert rep["mse_after"][i] == rep["mse_before"][i]
         assert all(float(s.scale.abs().max()) == 0.0 for s in sp.sites if s.layer == li)
     assert all(a <= b for a, b in zip(rep["mse_after"], rep["mse_before"], strict=True))
+
+
+def test_report_tables_from_records():
+    from accelsim.accuracy.report import tables
+
+    def rec(p, c, mi, ppl):
+        return {
+            "model": "m",
+            "pattern": p,
+            "criterion": c,
+            "mitigation": mi,
+            "ppl": ppl,
+            "dense_ppl": 10.0,
+            "top1_agreement": 0.5,
+            "forced_agreement": 0.5,
+            "token_agreement": 0.25,
+            "windows": 2,
+            "seq_len": 8,
+            "calib_windows": 1,
+            "text": "t",
+            "text_sha256": "ab" * 32,
+            "model_sha256": "cd" * 32,
+            "realized_density": {"mean": 0.48, "param_weighted": 0.47},
+            "timings_s": {"ppl": 1.0, "total": 2.0},
+        }
+
+    recs = {
+        f"m|{p}|{c}|{mi}": rec(p, c, mi, v)
+        for p, c, mi, v in [
+            ("dense", "none", "none", 10.0),
+            ("2:4", "magnitude", "var", 31.5),
+            ("8:16", "amber", "none", 22.25),
+            ("teal0.5", "magnitude", "none", 17.0),
+        ]
+    }
+    md = tables(recs)
+    assert "**Dense perplexity 10.000.**" in md
+    assert "| 2:4 | – | 31.50 | – |" in md
+    assert "| amber | – | – | – | 22.25 | 0.500 | 0.25 |" in md
+    assert "| teal0.5 | 17.00 | 0.500 | 0.25 | 0.520 | 0.530 | all 0.50 |" in md
