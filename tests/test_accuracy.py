@@ -492,3 +492,18 @@ def test_report_tables_from_records():
     assert "| 2:4 | – | 31.50 | – |" in md
     assert "| amber | – | – | – | 22.25 | 0.500 | 0.25 |" in md
     assert "| teal0.5 | 17.00 | 0.500 | 0.25 | 0.520 | 0.530 | all 0.50 |" in md
+
+
+def test_cli_module_and_spec_import_no_torch_and_simulator_never_imports_accuracy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import accelsim.eval_cli, accelsim.accuracy.spec, accelsim.accuracy.report, accelsim.accuracy; "
+        "import accelsim.sim.run, accelsim.cli; "
+        "assert 'torch' not in sys.modules, 'torch'; "
+        "assert not any(m.startswith('accelsim.accuracy.') and m.split('.')[-1] not in ('spec', 'report') "
+        "for m in sys.modules), sorted(sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
