@@ -1,0 +1,471 @@
+"""Trade-off of cost against accuracy: energy per token and area overhead versus perplexity increase.
+
+Inputs are (1) runs: the action counts of each hardware config on each trace (simulated here, or read back
+from a ``runs.json`` this module wrote), and (2) the accuracy results file of ``accelsim eval``
+(``docs/accuracy_smollm2-135m.json``: schema ``accelsim-accuracy/1``, records with ``pattern`` like ``"2:4"``,
+``"8:16"``, ``"unstructured0.5"``, ``"dense"``, ``criterion``, ``mitigation``, ``ppl`` and ``delta_ppl``).
+
+The join is on the pattern label (``HwConfig.sparsity.label`` equals the accuracy record's ``pattern``), the
+selection criterion (the hardware's score is ``|x|``: ``magnitude``) and the mitigation (the config's
+``sparsity.mitigation`` with ``_`` -> ``-``). A config without a matching accuracy record stays in the table
+with an empty perplexity and is not ranked.
+
+Energy is recomputed from the counts for every cost-table scaling, so the sensitivity analysis needs no new
+simulation: ``sensitivity`` scales chosen entries (e.g. ``energy.dram_bit`` x0.5 and x2) and reports which
+scalings change the Pareto front.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from accelsim.config.hw import HwConfig, load_hw
+from accelsim.cost.model import action_prices, area_from_hardware, energy_from_prices, hardware
+from accelsim.cost.table import CostError, CostTable, default_table
+from accelsim.sim.actions import ACTIONS
+
+__all__ = [
+    "ACCURACY_SCHEMA",
+    "DEFAULT_SCALINGS",
+    "Run",
+    "cost_frame",
+    "join_accuracy",
+    "load_accuracy",
+    "load_runs",
+    "pareto_front",
+    "save_runs",
+    "sensitivity",
+    "simulate_runs",
+    "tradeoff",
+]
+
+ACCURACY_SCHEMA = "accelsim-accuracy/1"
+RUNS_SCHEMA = "accelsim-runs/1"
+
+DEFAULT_SCALINGS: dict[str, tuple[float, ...]] = {
+    "energy.dram_bit": (0.5, 2.0),
+    "energy.sram_read_64b_8kib": (0.5, 2.0),
+    "energy.mac_bf16_acc32": (0.5, 2.0),
+    "energy.mux2_bit": (0.5, 2.0),
+    "energy.comparator_bit": (0.5, 2.0),
+    "area.mux2_bit": (0.5, 2.0),
+    "area.comparator_bit": (0.5, 2.0),
+    "area.register_bit": (0.5, 2.0),
+    "area.sram_mib": (0.5, 2.0),
+    "area.mac_bf16_acc32": (0.5, 2.0),
+}
+"""Entries scaled by default in :func:`sensitivity` (sources disagree 2-4x: x0.5 and x2)."""
+
+
+@dataclass
+class Run:
+    """The action counts of one config on one trace (all that the cost model needs)."""
+
+    hw: HwConfig
+    hw_path: str
+    trace: str
+    phase: str
+    tokens: int
+    synthetic: bool
+    cycles: int
+    dense_macs: int
+    counts: dict[str, int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> str:
+        return self.hw.name
+
+    @property
+    def pattern(self) -> str:
+        return self.hw.sparsity.label
+
+
+def simulate_runs(
+    hw_paths: Sequence[str | Path],
+    traces: Sequence[str | Path],
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[Run]:
+    """Simulate every config on every trace (sites in trace order, as ``accelsim run``) and keep the counts."""
+    from accelsim.sim.run import simulate
+    from accelsim.trace.format import Trace
+
+    configs = [(str(p), load_hw(p)) for p in hw_paths]
+    runs = []
+    for tr in traces:
+        for path, hw in configs:
+            if progress is not None:
+                progress(f"simulating {hw.name} on {Path(tr).name}")
+            with Trace(tr) as t:
+                res = simulate(hw, t)
+            runs.append(
+                Run(
+                    hw=hw,
+                    hw_path=path,
+                    trace=str(tr),
+                    phase=res.phase,
+                    tokens=int(res.meta["trace_tokens"]),
+                    synthetic=bool(res.synthetic),
+                    cycles=int(res.totals["cycles"]),
+                    dense_macs=int(res.totals["dense_macs"]),
+                    counts={a: int(res.totals[f"{a}_count"]) for a in ACTIONS},
+                )
+            )
+    return runs
+
+
+def save_runs(path: str | Path, runs: Iterable[Run]) -> Path:
+    """Write runs (config, trace, counts) as JSON, to re-run trade-offs without simulating."""
+    recs = [
+        {
+            "config": r.config,
+            "hw_config": r.hw_path,
+            "hw": r.hw.model_dump(mode="json"),
+            "trace": r.trace,
+            "phase": r.phase,
+            "tokens": r.tokens,
+            "synthetic_trace": r.synthetic,
+            "cycles": r.cycles,
+            "dense_macs": r.dense_macs,
+            "action_counts": r.counts,
+        }
+        for r in runs
+    ]
+    p = Path(path)
+    p.write_text(json.dumps({"schema": RUNS_SCHEMA, "runs": recs}, indent=1, sort_keys=True) + "\n")
+    return p
+
+
+def load_runs(path: str | Path) -> list[Run]:
+    """Read runs written by :func:`save_runs` (or any list of records with the same keys).
+
+    Raises:
+        CostError: not such a file, or a record lacks a key or an action count (named).
+    """
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise CostError(f"{p}: cannot read runs JSON ({exc})") from None
+    recs = raw.get("runs") if isinstance(raw, dict) else raw
+    if not isinstance(recs, list) or not recs:
+        raise CostError(f"{p}: expected {{'schema': '{RUNS_SCHEMA}', 'runs': [...]}} with at least one run")
+    need = ("config", "hw", "trace", "phase", "tokens", "cycles", "dense_macs", "action_counts")
+    runs = []
+    for i, r in enumerate(recs):
+        missing = [k for k in need if k not in r]
+        if missing:
+            raise CostError(f"{p}: runs[{i}]: missing key(s) {', '.join(missing)}")
+        gone = sorted(set(ACTIONS) - set(r["action_counts"]))
+        if gone:
+            raise CostError(f"{p}: runs[{i}].action_counts: missing action(s) {', '.join(gone)}")
+        hw = HwConfig.model_validate(r["hw"])
+        runs.append(
+            Run(
+                hw=hw,
+                hw_path=str(r.get("hw_config", hw.name)),
+                trace=str(r["trace"]),
+                phase=str(r["phase"]),
+                tokens=int(r["tokens"]),
+                synthetic=bool(r.get("synthetic_trace", False)),
+                cycles=int(r["cycles"]),
+                dense_macs=int(r["dense_macs"]),
+                counts={k: int(v) for k, v in r["action_counts"].items()},
+            )
+        )
+    return runs
+
+
+# --- accuracy -------------------------------------------------------------------------------------------------
+
+
+def load_accuracy(path: str | Path) -> pd.DataFrame:
+    """Accuracy records as a frame: ``pattern, criterion, mitigation, ppl, dense_ppl, delta_ppl, model, key``.
+
+    Accepts ``{"schema": "accelsim-accuracy/1", "records": {key: record}}`` (or ``records`` as a list).
+
+    Raises:
+        CostError: unreadable file, wrong schema, or a record without ``pattern`` / ``ppl``.
+    """
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise CostError(f"{p}: cannot read accuracy JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("schema") != ACCURACY_SCHEMA:
+        got = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
+        raise CostError(f"{p}: schema: must be '{ACCURACY_SCHEMA}', got {got!r}")
+    recs = raw.get("records")
+    if isinstance(recs, dict):
+        recs = list(recs.values())
+    if not isinstance(recs, list):
+        raise CostError(f"{p}: records: must be a mapping or a list of records")
+    rows = []
+    for i, r in enumerate(recs):
+        for k in ("pattern", "ppl"):
+            if k not in r:
+                raise CostError(f"{p}: records[{i}]: missing '{k}'")
+        dense_ppl = r.get("dense_ppl")
+        delta = r.get("delta_ppl", (r["ppl"] - dense_ppl) if dense_ppl is not None else None)
+        if delta is None:
+            raise CostError(f"{p}: records[{i}]: needs 'delta_ppl' or 'dense_ppl'")
+        rows.append(
+            {
+                "model": r.get("model"),
+                "pattern": str(r["pattern"]),
+                "criterion": str(r.get("criterion", "magnitude")),
+                "mitigation": str(r.get("mitigation", "none")),
+                "ppl": float(r["ppl"]),
+                "dense_ppl": float(dense_ppl) if dense_ppl is not None else float("nan"),
+                "delta_ppl": float(delta),
+                "key": r.get("key", f"{r.get('model')}|{r['pattern']}"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _mitigation_label(hw_mitigation: str) -> str:
+    return hw_mitigation.replace("_", "-")
+
+
+def join_accuracy(
+    costs: pd.DataFrame,
+    accuracy: pd.DataFrame,
+    *,
+    criterion: str = "magnitude",
+    mitigation: str | None = None,
+    model: str | None = None,
+) -> pd.DataFrame:
+    """Add ``ppl`` and ``delta_ppl`` to ``costs`` (one row per config and trace) from the accuracy records.
+
+    ``dense`` matches the record with pattern ``dense`` whatever its criterion/mitigation. Other rows match
+    pattern, ``criterion`` and the mitigation (``mitigation`` if given, else the config's own).
+
+    Raises:
+        CostError: two accuracy records match one config (ambiguous) or ``model`` matches no record.
+    """
+    acc = accuracy
+    if model is not None:
+        acc = acc[acc["model"] == model]
+        if acc.empty:
+            raise CostError(f"no accuracy records for model {model!r} (have: {sorted(accuracy['model'].unique())})")
+    out = costs.copy()
+    ppl, dppl, keys = [], [], []
+    for _, row in out.iterrows():
+        if row["pattern"] == "dense":
+            hit = acc[acc["pattern"] == "dense"]
+        else:
+            mit = mitigation if mitigation is not None else _mitigation_label(row["mitigation"])
+            hit = acc[(acc["pattern"] == row["pattern"]) & (acc["criterion"] == criterion) & (acc["mitigation"] == mit)]
+        if len(hit) > 1 and hit["model"].nunique() > 1:
+            raise CostError(
+                f"accuracy records of several models match {row['config']} ({sorted(hit['model'].unique())}): "
+                "choose one with model="
+            )
+        if len(hit) > 1 and row["pattern"] == "dense":
+            hit = hit.iloc[:1]
+        if len(hit) > 1:
+            raise CostError(f"{len(hit)} accuracy records match {row['config']}: {list(hit['key'])}")
+        if hit.empty:
+            ppl.append(float("nan"))
+            dppl.append(float("nan"))
+            keys.append(None)
+        else:
+            ppl.append(float(hit["ppl"].iloc[0]))
+            dppl.append(float(hit["delta_ppl"].iloc[0]))
+            keys.append(hit["key"].iloc[0])
+    out["ppl"] = ppl
+    out["delta_ppl"] = dppl
+    out["accuracy_key"] = keys
+    return out
+
+
+# --- costs ----------------------------------------------------------------------------------------------------
+
+
+def cost_frame(
+    runs: Sequence[Run],
+    *,
+    table: CostTable | None = None,
+    node_nm: int | None = None,
+) -> pd.DataFrame:
+    """One row per run: energy per token, area, and both against the dense config of the same trace."""
+    table = table or default_table()
+    rows = []
+    cache: dict[int, tuple[Any, dict[str, float]]] = {}
+    for r in runs:
+        key = id(r.hw)
+        if key not in cache:
+            h = hardware(r.hw, table=table, node_nm=node_nm)
+            cache[key] = (action_prices(h), area_from_hardware(h))
+        prices, area = cache[key]
+        energy = energy_from_prices(prices, r.counts, where=r.config)
+        e = sum(energy.values())
+        rows.append(
+            {
+                "trace": Path(r.trace).stem,
+                "phase": r.phase,
+                "synthetic_trace": r.synthetic,
+                "tokens": r.tokens,
+                "config": r.config,
+                "pattern": r.pattern,
+                "mitigation": r.hw.sparsity.mitigation,
+                "cycles": r.cycles,
+                "energy_pj": e,
+                "energy_pj_per_token": e / r.tokens if r.tokens else float("nan"),
+                "energy_pj_per_dense_mac": e / r.dense_macs if r.dense_macs else float("nan"),
+                "area_um2": sum(area.values()),
+                **{f"energy_pj.{k}": v for k, v in energy.items()},
+                **{f"area_um2.{k}": v for k, v in area.items()},
+            }
+        )
+    df = pd.DataFrame(rows)
+    dense = df[df["pattern"] == "dense"].drop_duplicates("trace").set_index("trace")
+    if dense.empty:
+        raise CostError("no dense config among the runs: the trade-off is against dense (add hw_configs/dense.yaml)")
+    base_e = df["trace"].map(dense["energy_pj_per_token"])
+    base_a = df["trace"].map(dense["area_um2"])
+    base_c = df["trace"].map(dense["cycles"])
+    df["energy_vs_dense"] = df["energy_pj_per_token"] / base_e
+    df["area_overhead_fraction"] = df["area_um2"] / base_a - 1.0
+    df["speedup_vs_dense"] = base_c / df["cycles"]
+    return df
+
+
+def pareto_front(df: pd.DataFrame, cost: str, accuracy: str = "delta_ppl") -> pd.Series:
+    """``True`` for rows no other row dominates (lower-or-equal in both ``cost`` and ``accuracy``, lower in one).
+
+    Rows with a missing value in either column are never on the front (``False``).
+    """
+    ok = df[cost].notna() & df[accuracy].notna()
+    front = pd.Series(False, index=df.index)
+    pts = df.loc[ok, [cost, accuracy]]
+    for i, (c, a) in pts.iterrows():
+        dominated = ((pts[cost] <= c) & (pts[accuracy] <= a) & ((pts[cost] < c) | (pts[accuracy] < a))).any()
+        front[i] = not dominated
+    return front
+
+
+AXES = {"energy": "energy_pj_per_token", "area": "area_overhead_fraction"}
+
+
+def tradeoff(
+    runs: Sequence[Run],
+    accuracy: pd.DataFrame,
+    *,
+    table: CostTable | None = None,
+    node_nm: int | None = None,
+    criterion: str = "magnitude",
+    mitigation: str | None = None,
+    model: str | None = None,
+) -> pd.DataFrame:
+    """Costs joined with accuracy; per trace, ranks by energy per token and by area overhead, and the Pareto
+    fronts (``front_energy``: energy per token vs delta_ppl; ``front_area``: area overhead vs delta_ppl)."""
+    df = join_accuracy(
+        cost_frame(runs, table=table, node_nm=node_nm),
+        accuracy,
+        criterion=criterion,
+        mitigation=mitigation,
+        model=model,
+    )
+    parts = []
+    for _, g in df.groupby("trace", sort=False):
+        g = g.copy()
+        for axis, col in AXES.items():
+            g[f"rank_{axis}"] = g[col].rank(method="min").astype(int)
+            g[f"front_{axis}"] = pareto_front(g, col)
+        parts.append(g.sort_values("pattern", key=lambda c: c.map(_pattern_order), kind="stable"))
+    return pd.concat(parts).reset_index(drop=True)
+
+
+def _fronts(df: pd.DataFrame) -> dict[tuple[str, str], frozenset[str]]:
+    return {
+        (trace, axis): frozenset(g.loc[g[f"front_{axis}"], "pattern"])
+        for trace, g in df.groupby("trace")
+        for axis in AXES
+    }
+
+
+def sensitivity(
+    runs: Sequence[Run],
+    accuracy: pd.DataFrame,
+    scalings: Mapping[str, Sequence[float]] | None = None,
+    *,
+    table: CostTable | None = None,
+    node_nm: int | None = None,
+    criterion: str = "magnitude",
+    mitigation: str | None = None,
+    model: str | None = None,
+) -> pd.DataFrame:
+    """For each entry and factor, recompute the trade-off with that one entry scaled and compare the fronts.
+
+    Returns one row per (entry, factor, trace, axis): the front's patterns, whether it ``changed`` against the
+    unscaled table, which patterns ``entered`` / ``left``, and whether the order by cost changed.
+    """
+    table = table or default_table()
+    scalings = DEFAULT_SCALINGS if scalings is None else scalings
+    kw = {"node_nm": node_nm, "criterion": criterion, "mitigation": mitigation, "model": model}
+    base = tradeoff(runs, accuracy, table=table, **kw)
+    base_fronts = _fronts(base)
+    base_order = {
+        (t, axis): list(g.sort_values(col, kind="stable")["pattern"])
+        for t, g in base.groupby("trace")
+        for axis, col in AXES.items()
+    }
+    rows = []
+    for entry, factors in scalings.items():
+        for f in factors:
+            df = tradeoff(runs, accuracy, table=table.scaled({entry: f}), **kw)
+            fronts = _fronts(df)
+            for (trace, axis), front in fronts.items():
+                g = df[df["trace"] == trace]
+                order = list(g.sort_values(AXES[axis], kind="stable")["pattern"])
+                b = base_fronts[(trace, axis)]
+                rows.append(
+                    {
+                        "entry": entry,
+                        "factor": f,
+                        "trace": trace,
+                        "axis": axis,
+                        "front": " ".join(sorted(front, key=_pattern_order)),
+                        "changed": front != b,
+                        "entered": " ".join(sorted(front - b, key=_pattern_order)),
+                        "left": " ".join(sorted(b - front, key=_pattern_order)),
+                        "order_changed": order != base_order[(trace, axis)],
+                        "order": " < ".join(order),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _pattern_order(label: str) -> tuple[int, float]:
+    if label == "dense":
+        return (0, 0.0)
+    if ":" in label:
+        n, m = label.split(":")
+        return (1, float(m))
+    return (2, 0.0)
+
+
+def parse_scalings(specs: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """``["energy.dram_bit=0.5,2", "area.mux2_bit=0.5,2"]`` -> ``{"energy.dram_bit": (0.5, 2.0), ...}``."""
+    out: dict[str, tuple[float, ...]] = {}
+    for s in specs:
+        key, sep, vals = s.partition("=")
+        if not sep or not key.strip() or not vals.strip():
+            raise CostError(f"--scale {s!r}: expected ENTRY=F1,F2 (e.g. energy.dram_bit=0.5,2)")
+        try:
+            fs = tuple(float(v) for v in vals.split(","))
+        except ValueError:
+            raise CostError(f"--scale {s!r}: factors must be numbers") from None
+        if any(not f > 0 for f in fs):
+            raise CostError(f"--scale {s!r}: factors must be > 0")
+        out[key.strip()] = fs
+    return out
