@@ -171,7 +171,7 @@ def tradeoff_table_rows(df) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 r["trace"],
-                r["pattern"],
+                r["label"],
                 _fmt(r["energy_pj_per_token"], "uj"),
                 _fmt(r["energy_vs_dense"], "x"),
                 _fmt(r["area_overhead_fraction"], "pct"),
@@ -183,6 +183,10 @@ def tradeoff_table_rows(df) -> tuple[list[str], list[list[str]]]:
             ]
         )
     return header, rows
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -218,6 +222,12 @@ def tradeoff_cmd(
         "Default: DRAM, SRAM, MAC, mux and comparator energy; mux, comparator, register, SRAM and MAC area.",
     ),
     no_sensitivity: bool = typer.Option(False, "--no-sensitivity", help="Skip the sensitivity analysis."),
+    breakeven: bool = typer.Option(
+        False,
+        "--breakeven",
+        help="Also find, per entry (the --scale entries or the defaults), the factors nearest 1 (within x1/16..x16) "
+        "that change a front.",
+    ),
     markdown: bool = typer.Option(False, "--markdown", help="Print Markdown tables (for docs)."),
     out: Path | None = typer.Option(
         None, "--out", help="Write tradeoff.csv, sensitivity.csv and runs.json (counts, for --runs) here."
@@ -252,6 +262,11 @@ def tradeoff_cmd(
         sens = None
         if not no_sensitivity:
             sens = to.sensitivity(
+                run_list, acc, scalings, table=tab, node_nm=node, criterion=criterion, mitigation=mitigation
+            )
+        be = None
+        if breakeven:
+            be = to.breakeven(
                 run_list, acc, scalings, table=tab, node_nm=node, criterion=criterion, mitigation=mitigation
             )
     except (ConfigError, TraceError, ValueError, KeyError) as exc:
@@ -292,11 +307,34 @@ def tradeoff_cmd(
             still = sorted(set(sens["entry"]) - set(moved["entry"]))
             if still:
                 _out.print(f"no change from: {', '.join(still)}", style="dim", soft_wrap=True)
+    if be is not None:
+        bh = ["entry", "down_factor", "down_change", "up_factor", "up_change"]
+        brows = [
+            [r["entry"]]
+            + [
+                "-" if _missing(r["down_factor"]) else f"x{r['down_factor']:.3g}",
+                r["down_change"] or "no change down to x1/16",
+                "-" if _missing(r["up_factor"]) else f"x{r['up_factor']:.3g}",
+                r["up_change"] or "no change up to x16",
+            ]
+            for _, r in be.iterrows()
+        ]
+        if markdown:
+            _out.print(_markdown(bh, brows), soft_wrap=True, markup=False)
+        else:
+            bt = Table(title="break-even: the scaling nearest x1 that changes a front")
+            for c in bh:
+                bt.add_column(c)
+            for r in brows:
+                bt.add_row(*r)
+            _out.print(bt)
     if out is not None:
         from accelsim.report.tables import csv_writer, write_atomic
 
         writers = {"tradeoff.csv": csv_writer(df), "runs.json": lambda p: to.save_runs(p, run_list)}
         if sens is not None:
             writers["sensitivity.csv"] = csv_writer(sens)
+        if be is not None:
+            writers["breakeven.csv"] = csv_writer(be)
         written = write_atomic(out, writers)
         _out.print(f"wrote {', '.join(str(p) for p in written)}")

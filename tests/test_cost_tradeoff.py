@@ -277,6 +277,12 @@ def test_tradeoff_cli_end_to_end_and_from_saved_runs(tmp_path, trace, hw_dir):
     r2 = runner.invoke(app, [*args, "--runs", str(out / "runs.json"), "--markdown", "--no-sensitivity"])
     assert r2.exit_code == 0, r2.output
     assert "| trace | pattern |" in r2.output
+    out3 = tmp_path / "out3"
+    r3 = runner.invoke(
+        app, [*args, "--runs", str(out / "runs.json"), "--breakeven", "--scale", "area.sram_mib=2", "--out", str(out3)]
+    )
+    assert r3.exit_code == 0, r3.output
+    assert "break-even" in r3.output and (out3 / "breakeven.csv").is_file()
 
 
 @pytest.mark.parametrize(
@@ -294,3 +300,32 @@ def test_tradeoff_cli_bad_input_is_exit_2(tmp_path, hw_dir, extra, message):
     r = runner.invoke(app, ["tradeoff", "--accuracy", str(acc), "--hw-dir", str(hw_dir), *extra])
     assert r.exit_code == 2
     assert message in r.output
+
+
+def test_two_configs_of_one_pattern_get_distinct_labels(tmp_path, runs):
+    uns = next(r for r in runs if r.pattern == "unstructured0.5")
+    raw = uns.hw.model_dump()
+    raw["name"] = "unstructured_k1536"
+    raw["cost"] = {"unstructured_select_inputs": 1536}
+    from accelsim.config.hw import HwConfig
+
+    narrow = Run(HwConfig.model_validate(raw), "x", uns.trace, uns.phase, uns.tokens, True, uns.cycles, 1, uns.counts)
+    acc = load_accuracy(accuracy_file(tmp_path / "a.json"))
+    df = tradeoff([*runs, narrow], acc)
+    labels = list(df["label"])
+    assert "unstructured0.5 (unstructured)" in labels and "unstructured0.5 (unstructured_k1536)" in labels
+    a = df.set_index("label")["area_overhead_fraction"]
+    assert a["unstructured0.5 (unstructured_k1536)"] < a["unstructured0.5 (unstructured)"]
+    s = sensitivity([*runs, narrow], acc, {"area.mux2_bit": (2.0,)})
+    assert set(s["axis"]) == {"energy", "area"}
+
+
+def test_breakeven_finds_the_nearest_factor_that_moves_a_front(tmp_path):
+    from accelsim.cost.tradeoff import breakeven
+
+    acc = load_accuracy(accuracy_file(tmp_path / "a.json", patterns={"dense": 15.0, "2:4": 60.0}))
+    # dense 1600 + 320 f pJ, 2:4 812 + 960 f pJ: 2:4 stops saving energy above f = 788/640 = 1.23
+    be = breakeven(_hand_runs(), acc, ["energy.dram_bit", "area.sram_mib"]).set_index("entry")
+    assert be.loc["energy.dram_bit", "up_factor"] == pytest.approx(2**0.5)
+    assert be.loc["energy.dram_bit", "up_change"] == "hand/energy: -2:4"
+    assert pd.isna(be.loc["energy.dram_bit", "down_factor"]) and pd.isna(be.loc["area.sram_mib", "up_factor"])

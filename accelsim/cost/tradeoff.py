@@ -18,6 +18,7 @@ scalings change the Pareto front.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "ACCURACY_SCHEMA",
     "DEFAULT_SCALINGS",
     "Run",
+    "breakeven",
     "cost_frame",
     "join_accuracy",
     "load_accuracy",
@@ -367,7 +369,9 @@ def tradeoff(
     model: str | None = None,
 ) -> pd.DataFrame:
     """Costs joined with accuracy; per trace, ranks by energy per token and by area overhead, and the Pareto
-    fronts (``front_energy``: energy per token vs delta_ppl; ``front_area``: area overhead vs delta_ppl)."""
+    fronts (``front_energy``: energy per token vs delta_ppl; ``front_area``: area overhead vs delta_ppl).
+
+    ``label`` is the pattern, or ``pattern (config)`` when two configs of one trace share a pattern."""
     df = join_accuracy(
         cost_frame(runs, table=table, node_nm=node_nm),
         accuracy,
@@ -381,13 +385,15 @@ def tradeoff(
         for axis, col in AXES.items():
             g[f"rank_{axis}"] = g[col].rank(method="min").astype(int)
             g[f"front_{axis}"] = pareto_front(g, col)
-        parts.append(g.sort_values("pattern", key=lambda c: c.map(_pattern_order), kind="stable"))
+        dup = g["pattern"].duplicated(keep=False)
+        g["label"] = g["pattern"].where(~dup, g["pattern"] + " (" + g["config"] + ")")
+        parts.append(g.sort_values("label", key=lambda c: c.map(_pattern_order), kind="stable"))
     return pd.concat(parts).reset_index(drop=True)
 
 
 def _fronts(df: pd.DataFrame) -> dict[tuple[str, str], frozenset[str]]:
     return {
-        (trace, axis): frozenset(g.loc[g[f"front_{axis}"], "pattern"])
+        (trace, axis): frozenset(g.loc[g[f"front_{axis}"], "label"])
         for trace, g in df.groupby("trace")
         for axis in AXES
     }
@@ -415,7 +421,7 @@ def sensitivity(
     base = tradeoff(runs, accuracy, table=table, **kw)
     base_fronts = _fronts(base)
     base_order = {
-        (t, axis): list(g.sort_values(col, kind="stable")["pattern"])
+        (t, axis): list(g.sort_values(col, kind="stable")["label"])
         for t, g in base.groupby("trace")
         for axis, col in AXES.items()
     }
@@ -426,7 +432,7 @@ def sensitivity(
             fronts = _fronts(df)
             for (trace, axis), front in fronts.items():
                 g = df[df["trace"] == trace]
-                order = list(g.sort_values(AXES[axis], kind="stable")["pattern"])
+                order = list(g.sort_values(AXES[axis], kind="stable")["label"])
                 b = base_fronts[(trace, axis)]
                 rows.append(
                     {
@@ -445,12 +451,62 @@ def sensitivity(
     return pd.DataFrame(rows)
 
 
+def breakeven(
+    runs: Sequence[Run],
+    accuracy: pd.DataFrame,
+    entries: Iterable[str] | None = None,
+    *,
+    max_factor: float = 16.0,
+    steps_per_octave: int = 4,
+    table: CostTable | None = None,
+    node_nm: int | None = None,
+    criterion: str = "magnitude",
+    mitigation: str | None = None,
+    model: str | None = None,
+) -> pd.DataFrame:
+    """For each entry, the factors nearest to 1 (one below, one above) at which some Pareto front changes.
+
+    Factors are scanned on a geometric grid (``steps_per_octave`` per factor 2) out to ``1/max_factor`` and
+    ``max_factor``; an empty cell means no change within that range. Rows: ``entry``, ``down_factor``,
+    ``down_change``, ``up_factor``, ``up_change`` (what changed: ``trace/axis: +entered -left``).
+    """
+    table = table or default_table()
+    entries = list(DEFAULT_SCALINGS if entries is None else entries)
+    kw = {"node_nm": node_nm, "criterion": criterion, "mitigation": mitigation, "model": model}
+    base = _fronts(tradeoff(runs, accuracy, table=table, **kw))
+    n = int(round(math.log2(max_factor) * steps_per_octave))
+    grid = [2 ** (i / steps_per_octave) for i in range(1, n + 1)]
+    rows = []
+    for entry in entries:
+        row: dict[str, Any] = {"entry": entry}
+        for side, factors in (("down", [1 / g for g in grid]), ("up", grid)):
+            row[f"{side}_factor"], row[f"{side}_change"] = None, ""
+            for f in factors:
+                fronts = _fronts(tradeoff(runs, accuracy, table=table.scaled({entry: f}), **kw))
+                diff = [
+                    f"{t}/{axis}: "
+                    + " ".join(
+                        [
+                            *(f"+{p}" for p in sorted(fr - base[(t, axis)])),
+                            *(f"-{p}" for p in sorted(base[(t, axis)] - fr)),
+                        ]
+                    )
+                    for (t, axis), fr in fronts.items()
+                    if fr != base[(t, axis)]
+                ]
+                if diff:
+                    row[f"{side}_factor"], row[f"{side}_change"] = f, "; ".join(diff)
+                    break
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _pattern_order(label: str) -> tuple[int, float]:
-    if label == "dense":
+    pattern = label.split(" ")[0]
+    if pattern == "dense":
         return (0, 0.0)
-    if ":" in label:
-        n, m = label.split(":")
-        return (1, float(m))
+    if ":" in pattern:
+        return (1, float(pattern.split(":")[1]))
     return (2, 0.0)
 
 
