@@ -514,3 +514,19 @@ def test_networks_sort_and_select_by_the_zero_one_principle(m):
 def test_top_half_counts_used_by_the_shipped_configs():
     assert [comparators(m, m // 2) for m in (4, 8, 16, 32)] == [5, 18, 58, 174]
     assert comparators(16, 16) == 0 and math.isclose(comparators(16, 8, "bitonic_sort"), 80)
+
+
+def test_energy_by_site_sums_to_the_run(small_trace):
+    from accelsim.cost import energy_by_site
+
+    hw = load_hw(HW / "nm8_16.yaml")
+    with Trace(small_trace) as tr:
+        res = simulate(hw, tr)
+    per_site = energy_by_site(hw, res.sites)
+    total = energy_breakdown(hw, {a: int(res.totals[f"{a}_count"]) for a in ACTIONS})
+    assert len(per_site) == len(res.sites)
+    assert sum(r["energy_pj"] for r in per_site) == pytest.approx(sum(total.values()))
+    for c in ENERGY_COMPONENTS:
+        assert sum(r[f"energy_pj.{c}"] for r in per_site) == pytest.approx(total[c])
+    with pytest.raises(CostError, match="has no count"):
+        energy_by_site(hw, [{"name": "x"}])

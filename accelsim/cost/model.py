@@ -29,6 +29,7 @@ __all__ = [
     "action_prices",
     "area_breakdown",
     "energy_breakdown",
+    "energy_by_site",
     "hardware",
     "sparsity_area_overhead",
 ]
@@ -395,6 +396,27 @@ def energy_breakdown(
     """
     h = hardware(hw, table=table, node_nm=node_nm)
     return energy_from_prices(action_prices(h), counts, where=hw.name)
+
+
+def energy_by_site(
+    hw: HwConfig,
+    rows: list[Mapping[str, object]],
+    *,
+    table: CostTable | None = None,
+    node_nm: int | None = None,
+) -> list[dict[str, float]]:
+    """Per-site energy columns for rows with ``<action>_count`` keys (``RunResult.sites``): for each row
+    ``{"energy_pj": total, "energy_pj.<component>": ...}``, in row order. Their sum is the run's energy."""
+    prices = action_prices(hardware(hw, table=table, node_nm=node_nm))
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            counts = {a: int(row[f"{a}_count"]) for a in ACTIONS}  # type: ignore[call-overload]
+        except KeyError as exc:
+            raise CostError(f"{hw.name}: site row {i} has no count {exc.args[0]}") from None
+        e = energy_from_prices(prices, counts, where=f"{hw.name} site {row.get('name', i)}")
+        out.append({"energy_pj": sum(e.values()), **{f"energy_pj.{k}": v for k, v in e.items()}})
+    return out
 
 
 def energy_from_prices(
