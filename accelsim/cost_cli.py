@@ -165,6 +165,7 @@ def tradeoff_table_rows(df) -> tuple[list[str], list[list[str]]]:
         "delta_ppl",
         "front_energy",
         "front_area",
+        "front_all",
     ]
     rows = []
     for _, r in df.iterrows():
@@ -180,6 +181,7 @@ def tradeoff_table_rows(df) -> tuple[list[str], list[list[str]]]:
                 _fmt(r["delta_ppl"], "ppl"),
                 "*" if r["front_energy"] else "",
                 "*" if r["front_area"] else "",
+                "*" if r["front_all"] else "",
             ]
         )
     return header, rows
@@ -278,7 +280,10 @@ def tradeoff_cmd(
     if markdown:
         _out.print(_markdown(header, rows), soft_wrap=True, markup=False)
     else:
-        t = Table(title=f"cost vs accuracy ({criterion}; node {node or tab.node_nm} nm); * = on the Pareto front")
+        t = Table(
+            title=f"cost vs accuracy ({criterion}; node {node or tab.node_nm} nm); * = on the Pareto front of "
+            "energy/token vs delta_ppl, area overhead vs delta_ppl (sparse configs), and all three"
+        )
         for i, c in enumerate(header):
             t.add_column(c, justify="left" if i < 2 else "right")
         for r in rows:

@@ -89,6 +89,15 @@ def test_pareto_front_by_hand():
     assert list(front[front].index) == ["A", "B", "D", "E", "G"]
 
 
+def test_three_objective_front_by_hand():
+    df = pd.DataFrame(
+        {"e": [1.0, 0.5, 0.6, 0.5], "a": [0.0, 0.1, 0.3, 0.2], "d": [0.0, 5.0, 4.0, 5.0]}, index=list("DPQR")
+    )
+    # R is dominated by P (same energy and loss, more area); Q trades area for accuracy
+    front = pareto_front(df, ["e", "a"], "d")
+    assert list(front[front].index) == ["D", "P", "Q"]
+
+
 def test_join_by_pattern_criterion_and_the_configs_mitigation(tmp_path, runs):
     extra = [
         {
@@ -128,7 +137,9 @@ def test_missing_accuracy_leaves_the_row_unranked(tmp_path, runs):
     df = tradeoff(runs, acc)
     row = df.set_index("pattern").loc["16:32"]
     assert pd.isna(row["ppl"]) and not row["front_energy"] and not row["front_area"]
-    assert df.set_index("pattern").loc["dense", "front_area"]  # no overhead, no ppl loss: always on the front
+    by = df.set_index("pattern")
+    assert by.loc["dense", "front_energy"] and by.loc["dense", "front_all"]  # no overhead, no loss
+    assert not by.loc["dense", "front_area"] and by.loc["2:4", "front_area"]  # area front: sparse configs only
 
 
 def test_tradeoff_columns_and_dense_reference(tmp_path, runs):
@@ -186,7 +197,8 @@ def test_sensitivity_reports_which_scaling_moves_the_front(tmp_path):
     s = sensitivity(_hand_runs(), acc, {"energy.dram_bit": (0.5, 2.0), "energy.mux2_bit": (2.0,)})
     moved = s[s["changed"]]
     assert list(zip(moved["entry"], moved["factor"], moved["axis"], moved["left"], strict=True)) == [
-        ("energy.dram_bit", 2.0, "energy", "2:4")
+        ("energy.dram_bit", 2.0, "energy", "2:4"),
+        ("energy.dram_bit", 2.0, "all", "2:4"),
     ]
     assert not s[(s["entry"] == "energy.mux2_bit")]["changed"].any()
 
@@ -317,7 +329,7 @@ def test_two_configs_of_one_pattern_get_distinct_labels(tmp_path, runs):
     a = df.set_index("label")["area_overhead_fraction"]
     assert a["unstructured0.5 (unstructured_k1536)"] < a["unstructured0.5 (unstructured)"]
     s = sensitivity([*runs, narrow], acc, {"area.mux2_bit": (2.0,)})
-    assert set(s["axis"]) == {"energy", "area"}
+    assert set(s["axis"]) == {"energy", "area", "all"}
 
 
 def test_breakeven_finds_the_nearest_factor_that_moves_a_front(tmp_path):
@@ -327,5 +339,5 @@ def test_breakeven_finds_the_nearest_factor_that_moves_a_front(tmp_path):
     # dense 1600 + 320 f pJ, 2:4 812 + 960 f pJ: 2:4 stops saving energy above f = 788/640 = 1.23
     be = breakeven(_hand_runs(), acc, ["energy.dram_bit", "area.sram_mib"]).set_index("entry")
     assert be.loc["energy.dram_bit", "up_factor"] == pytest.approx(2**0.5)
-    assert be.loc["energy.dram_bit", "up_change"] == "hand/energy: -2:4"
+    assert be.loc["energy.dram_bit", "up_change"] == "hand/energy: -2:4; hand/all: -2:4"
     assert pd.isna(be.loc["energy.dram_bit", "down_factor"]) and pd.isna(be.loc["area.sram_mib", "up_factor"])

@@ -341,21 +341,31 @@ def cost_frame(
     return df
 
 
-def pareto_front(df: pd.DataFrame, cost: str, accuracy: str = "delta_ppl") -> pd.Series:
-    """``True`` for rows no other row dominates (lower-or-equal in both ``cost`` and ``accuracy``, lower in one).
+def pareto_front(df: pd.DataFrame, cost: str | Sequence[str], accuracy: str = "delta_ppl") -> pd.Series:
+    """``True`` for rows that no other row dominates: at most as large in every ``cost`` column and in
+    ``accuracy``, and smaller in one. All columns are minimised.
 
-    Rows with a missing value in either column are never on the front (``False``).
+    Rows with a missing value in any of the columns are never on the front (``False``).
     """
-    ok = df[cost].notna() & df[accuracy].notna()
+    cols = [cost] if isinstance(cost, str) else list(cost)
+    cols.append(accuracy)
+    ok = df[cols].notna().all(axis=1)
     front = pd.Series(False, index=df.index)
-    pts = df.loc[ok, [cost, accuracy]]
-    for i, (c, a) in pts.iterrows():
-        dominated = ((pts[cost] <= c) & (pts[accuracy] <= a) & ((pts[cost] < c) | (pts[accuracy] < a))).any()
-        front[i] = not dominated
+    pts = df.loc[ok, cols].to_numpy(dtype=float)
+    for pos, i in enumerate(df.index[ok]):
+        p = pts[pos]
+        dominated = ((pts <= p).all(axis=1) & (pts < p).any(axis=1)).any()
+        front[i] = not bool(dominated)
     return front
 
 
 AXES = {"energy": "energy_pj_per_token", "area": "area_overhead_fraction"}
+"""The single-cost Pareto planes (cost column against ``delta_ppl``)."""
+FRONTS = ("energy", "area", "all")
+"""``energy``: energy per token vs delta_ppl, every config. ``area``: area overhead vs delta_ppl among the
+sparse configs (the dense reference has zero overhead and zero loss, so it would dominate every sparse point
+on this plane: it buys nothing there). ``all``: energy per token, area overhead and delta_ppl together,
+every config."""
 
 
 def tradeoff(
@@ -369,7 +379,7 @@ def tradeoff(
     model: str | None = None,
 ) -> pd.DataFrame:
     """Costs joined with accuracy; per trace, ranks by energy per token and by area overhead, and the Pareto
-    fronts (``front_energy``: energy per token vs delta_ppl; ``front_area``: area overhead vs delta_ppl).
+    fronts of :data:`FRONTS` (columns ``front_energy``, ``front_area``, ``front_all``).
 
     ``label`` is the pattern, or ``pattern (config)`` when two configs of one trace share a pattern."""
     df = join_accuracy(
@@ -382,9 +392,12 @@ def tradeoff(
     parts = []
     for _, g in df.groupby("trace", sort=False):
         g = g.copy()
+        sparse = g["pattern"] != "dense"
         for axis, col in AXES.items():
             g[f"rank_{axis}"] = g[col].rank(method="min").astype(int)
-            g[f"front_{axis}"] = pareto_front(g, col)
+        g["front_energy"] = pareto_front(g, AXES["energy"])
+        g["front_area"] = pareto_front(g[sparse], AXES["area"]).reindex(g.index, fill_value=False)
+        g["front_all"] = pareto_front(g, list(AXES.values()))
         dup = g["pattern"].duplicated(keep=False)
         g["label"] = g["pattern"].where(~dup, g["pattern"] + " (" + g["config"] + ")")
         parts.append(g.sort_values("label", key=lambda c: c.map(_pattern_order), kind="stable"))
@@ -395,7 +408,7 @@ def _fronts(df: pd.DataFrame) -> dict[tuple[str, str], frozenset[str]]:
     return {
         (trace, axis): frozenset(g.loc[g[f"front_{axis}"], "label"])
         for trace, g in df.groupby("trace")
-        for axis in AXES
+        for axis in FRONTS
     }
 
 
@@ -420,10 +433,11 @@ def sensitivity(
     kw = {"node_nm": node_nm, "criterion": criterion, "mitigation": mitigation, "model": model}
     base = tradeoff(runs, accuracy, table=table, **kw)
     base_fronts = _fronts(base)
+    order_col = {**AXES, "all": AXES["energy"]}
     base_order = {
         (t, axis): list(g.sort_values(col, kind="stable")["label"])
         for t, g in base.groupby("trace")
-        for axis, col in AXES.items()
+        for axis, col in order_col.items()
     }
     rows = []
     for entry, factors in scalings.items():
@@ -432,7 +446,7 @@ def sensitivity(
             fronts = _fronts(df)
             for (trace, axis), front in fronts.items():
                 g = df[df["trace"] == trace]
-                order = list(g.sort_values(AXES[axis], kind="stable")["label"])
+                order = list(g.sort_values(order_col[axis], kind="stable")["label"])
                 b = base_fronts[(trace, axis)]
                 rows.append(
                     {
