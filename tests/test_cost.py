@@ -530,3 +530,9 @@ def test_energy_by_site_sums_to_the_run(small_trace):
         assert sum(r[f"energy_pj.{c}"] for r in per_site) == pytest.approx(total[c])
     with pytest.raises(CostError, match="has no count"):
         energy_by_site(hw, [{"name": "x"}])
+
+
+def test_every_table_entry_is_documented():
+    doc = (Path(__file__).resolve().parents[1] / "docs/cost-model.md").read_text()
+    missing = [k for k, e in default_table().entries.items() if e.name not in doc]
+    assert not missing, f"docs/cost-model.md does not mention {missing}"
