@@ -26,7 +26,7 @@ app = typer.Typer(
     help=(
         "Cycle-level simulator of N:M activation-sparse accelerators driven by real LLM activation traces.\n\n"
         "Typical use:\n\n"
-        "  accelsim run --hw hw_configs/nm8_16.yaml --trace traces/smollm2-135m_prefill64.npz --out results/x\n\n"
+        "  accelsim run --hw hw_configs/nm8_16.yaml --trace traces/smollm2-135m_prefill32.npz --out results/x\n\n"
         "  accelsim compare --trace traces/smollm2-135m_decode16.npz   (every hw_configs/*.yaml side by side)\n\n"
         "  accelsim validate --hw hw_configs/nm8_16.yaml"
     ),
@@ -170,6 +170,11 @@ def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
                 t.add_row(f"  area_um2.{k}", f"{v:,.0f}", f"{v / a:.1%}" if a else "")
     if "sparsity_area_overhead_fraction" in rec:
         t.add_row("sparsity_area_overhead_fraction (vs dense)", f"{rec['sparsity_area_overhead_fraction']:.2%}", "")
+    if "ppl" in rec:
+        if math.isnan(rec["ppl"]):
+            t.add_row("ppl (accuracy file)", "no matching record", "")
+        else:
+            t.add_row(f"ppl ({rec['accuracy_key']})", f"{rec['ppl']:.3f}", f"delta_ppl {rec['delta_ppl']:+.3f}")
     console.print(t)
     console.print(
         "Scope: linear sites only (q k v o gate up down); activations are the dense model's, each site "
@@ -199,6 +204,36 @@ def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> dict[str, Any]
         progress.close()
 
 
+def _join_accuracy(recs: list[dict[str, Any]], hw_paths: list[Path], accuracy: Path, criterion: str) -> None:
+    """Add ``ppl``, ``delta_ppl`` and ``accuracy_key`` of the matching ``accelsim eval`` record to each run
+    record (pattern and the config's own mitigation; ``dense`` matches the dense record); NaN when none."""
+    import pandas as pd
+
+    from accelsim.cost import CostError
+    from accelsim.cost.tradeoff import join_accuracy, load_accuracy
+
+    frame = pd.DataFrame(
+        [
+            {"config": r["config"], "pattern": r["pattern"], "mitigation": _load_hw(p).sparsity.mitigation}
+            for r, p in zip(recs, hw_paths, strict=True)
+        ]
+    )
+    try:
+        joined = join_accuracy(frame, load_accuracy(accuracy), criterion=criterion)
+    except CostError as exc:
+        raise fail(f"--accuracy {accuracy}: {exc}") from None
+    for r, (_, j) in zip(recs, joined.iterrows(), strict=True):
+        r["ppl"] = float(j["ppl"])
+        r["delta_ppl"] = float(j["delta_ppl"])
+        r["accuracy_key"] = j["accuracy_key"]
+
+
+_ACCURACY_HELP = (
+    "Results JSON of `accelsim eval` (e.g. docs/accuracy_smollm2-135m.json): joins the perplexity of the same "
+    "pattern (and the config's mitigation) to the hardware numbers."
+)
+
+
 @app.command()
 def run(
     hw: Path = typer.Option(DEFAULT_HW, "--hw", help="Hardware config YAML (see hw_configs/)."),
@@ -208,6 +243,8 @@ def run(
         None, "--baseline", help="Dense config for the speedup. Default: dense.yaml next to --hw, if present."
     ),
     json_only: bool = typer.Option(False, "--json", help="Print the JSON summary instead of the table."),
+    accuracy: Path | None = typer.Option(None, "--accuracy", help=_ACCURACY_HELP),
+    criterion: str = typer.Option("magnitude", "--criterion", help="Selection criterion of the joined accuracy."),
 ) -> None:
     """Simulate a trace on one hardware config and print cycles, stalls, DRAM bytes, energy and area.
 
@@ -220,12 +257,14 @@ def run(
 
     rec = run_one(hw, trace, baseline)
     res = rec.pop("_result")
+    if accuracy is not None:
+        _join_accuracy([rec], [hw], accuracy, criterion)
     if json_only:
         out_console.print_json(json.dumps(rec, sort_keys=True))
     else:
         print_summary(rec)
     if out is not None:
-        written = write_outputs(out, sites_frame(res), rec)
+        written = write_outputs(out, sites_frame(res, _load_hw(hw)), rec)
         out_console.print(f"wrote {', '.join(str(p) for p in written)}")
 
 
@@ -234,6 +273,8 @@ def compare(
     trace: Path = typer.Option(..., "--trace", help="Trace .npz."),
     hw_dir: Path = typer.Option(Path("hw_configs"), "--hw-dir", help="Directory of hardware configs (*.yaml)."),
     out: Path | None = typer.Option(None, "--out", help="Write compare.csv, compare.json and breakdown.png here."),
+    accuracy: Path | None = typer.Option(None, "--accuracy", help=_ACCURACY_HELP),
+    criterion: str = typer.Option("magnitude", "--criterion", help="Selection criterion of the joined accuracy."),
 ) -> None:
     """Run every config of --hw-dir on one trace and print them side by side (speedup vs dense.yaml)."""
     import pandas as pd
@@ -248,6 +289,8 @@ def compare(
         rec = run_one(p, trace, None)
         rec.pop("_result")
         recs.append(rec)
+    if accuracy is not None:
+        _join_accuracy(recs, paths, accuracy, criterion)
     recs.sort(key=lambda r: -r["cycles"])
     cols = [
         "config",
@@ -261,6 +304,8 @@ def compare(
         "energy_pj_per_token",
         "sparsity_area_overhead_fraction",
     ]
+    if accuracy is not None:
+        cols += ["ppl", "delta_ppl"]
     flat = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, dict)} for r in recs])
     df = flat.reindex(columns=cols)
     if recs[0].get("synthetic_trace"):

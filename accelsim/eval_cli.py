@@ -78,6 +78,18 @@ def eval_cmd(
         "-g",
         help="Error mitigations (list): none, var, median-shift, static-shift, learnable, var-learnable.",
     ),
+    suite: str = typer.Option(
+        None,
+        "--suite",
+        help="A named set of rows instead of --pattern/--criterion/--mitigation: 'docs-table' (the table of "
+        "docs/accuracy.md, 41 rows, about 1.5 h on 2 cores) or 'ci' (magnitude at every pattern, and 8:16 with var).",
+    ),
+    report: Path = typer.Option(
+        None,
+        "--report",
+        help="Markdown page whose generated-tables section is rewritten from the whole results file after the run "
+        "(created if missing), e.g. docs/accuracy.md.",
+    ),
     windows: int = typer.Option(16, "--windows", help="Evaluation windows (the first N non-overlapping ones)."),
     seq_len: int = typer.Option(512, "--seq-len", help="Tokens per window."),
     calib_windows: int = typer.Option(
@@ -100,12 +112,18 @@ def eval_cmd(
     """Perplexity (and greedy-generation agreement with the dense model) of a sparsified real model.
 
     Every combination of --pattern x --criterion x --mitigation that exists is run (dense once; TEAL only with
-    the magnitude criterion). Example: accelsim eval --pattern 2:4,8:16 --mitigation none,var
+    the magnitude criterion), or the rows of --suite. Example: accelsim eval --pattern 2:4,8:16 --mitigation none,var
+
+    The table of docs/accuracy.md: accelsim eval --suite docs-table --out docs/accuracy_smollm2-135m.json
+    --report docs/accuracy.md
     """
-    from accelsim.accuracy.spec import SpecError, expand, parse_kinds, parse_layers, split_list
+    from accelsim.accuracy.spec import SpecError, expand, expand_suite, parse_kinds, parse_layers, split_list
 
     try:
-        specs, skipped = expand(split_list(pattern), split_list(criterion), split_list(mitigation))
+        if suite is not None:
+            specs, skipped = expand_suite(suite), []
+        else:
+            specs, skipped = expand(split_list(pattern), split_list(criterion), split_list(mitigation))
         kind_t = parse_kinds(kinds)
         layer_t = parse_layers(layers)
     except SpecError as exc:
@@ -189,6 +207,11 @@ def eval_cmd(
         )
     _print_table(rows)
     _out.print(f"{len(rows)} row(s) merged into {out_path} in {time.perf_counter() - t0:.0f} s")
+    if report is not None:
+        from accelsim.accuracy.report import update_markdown
+
+        update_markdown(report, load_records(out_path), rows[0]["model"])
+        _out.print(f"tables of {out_path} written into {report}")
 
 
 def _num_layers(model: Any) -> int:

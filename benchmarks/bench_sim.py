@@ -104,7 +104,8 @@ def main() -> None:
             results["cases"].append(case)
             print(
                 f"{case['trace']:45s} {cfg:8s} {case['wall_s_median']:.3f} s "
-                f"({case['simulated_cycles']:,} cycles; SCALE-Sim ~10 h -> {case['speedup_vs_scalesim_token_estimate']:,.0f}x)"
+                f"({case['simulated_cycles']:,} cycles; "
+                f"SCALE-Sim ~10 h -> {case['speedup_vs_scalesim_token_estimate']:,.0f}x)"
             )
     real = sorted((ROOT / "traces").glob("smollm2-135m_prefill*.npz"))
     if real:

@@ -24,6 +24,8 @@ __all__ = [
     "KINDS",
     "Pattern",
     "RunSpec",
+    "SUITES",
+    "expand_suite",
     "SpecError",
     "parse_pattern",
     "parse_criterion",
@@ -280,3 +282,35 @@ def expand(patterns: list[str], criteria: list[str], mitigations: list[str]) -> 
                     seen.add(ident)
                     specs.append(spec)
     return specs, skipped
+
+
+#: Named sets of rows. ``docs-table`` is the table of ``docs/accuracy.md`` (issue 4): every N:M pattern and
+#: unstructured 50 % with the magnitude criterion under each mitigation, the other criteria without
+#: mitigation at 2:4 and 8:16, TEAL at 50 % with uniform and greedy allocation, and dense.
+SUITES: dict[str, list[tuple[list[str], list[str], list[str]]]] = {
+    "docs-table": [
+        (["dense"], ["magnitude"], ["none"]),
+        (
+            ["2:4", "4:8", "8:16", "16:32", "unstructured0.5"],
+            ["magnitude"],
+            ["none", "var", "median-shift", "static-shift", "learnable", "var-learnable"],
+        ),
+        (["2:4", "8:16"], ["amber", "weight-aware", "clact"], ["none"]),
+        (["teal0.5", "teal0.5-greedy"], ["magnitude"], ["none"]),
+    ],
+    "ci": [
+        (["dense", "2:4", "4:8", "8:16", "16:32", "unstructured0.5"], ["magnitude"], ["none"]),
+        (["8:16"], ["magnitude"], ["var"]),
+    ],
+}
+
+
+def expand_suite(name: str) -> list[RunSpec]:
+    """The rows of a named suite (see ``SUITES``), in table order. Raises SpecError on an unknown name."""
+    if name not in SUITES:
+        raise SpecError(f"unknown suite {name!r}; allowed: {', '.join(SUITES)}")
+    specs: list[RunSpec] = []
+    for pats, crits, mits in SUITES[name]:
+        part, _ = expand(pats, crits, mits)
+        specs += [s for s in part if s not in specs]
+    return specs

@@ -277,6 +277,11 @@ def load_hw(path: str | Path) -> HwConfig:
     """
     raw = read_yaml(path)
     try:
-        return HwConfig.model_validate(raw)
+        cfg = HwConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
+    if cfg.cost is not None:
+        from accelsim.cost.table import check_cost_section  # lazy: the cost package imports this module
+
+        check_cost_section(cfg.cost, str(path))
+    return cfg

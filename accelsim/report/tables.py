@@ -12,15 +12,27 @@ from typing import Any
 import pandas as pd
 
 from accelsim import __version__
+from accelsim.config import HwConfig
+from accelsim.sim.actions import ACTIONS
 from accelsim.sim.engine import BREAKDOWN
 from accelsim.sim.run import DRAM_KINDS, RunResult
 
 
-def sites_frame(result: RunResult) -> pd.DataFrame:
-    """One row per site (decode: summed over steps), every numeric column with its unit in the name."""
+def sites_frame(result: RunResult, hw: HwConfig | None = None) -> pd.DataFrame:
+    """One row per site (decode: summed over steps), every numeric column with its unit in the name. With
+    ``hw`` (the config that ran) and the cost model, per-site ``energy_pj`` and ``energy_pj.<component>``
+    columns follow; they sum to the run's energy."""
     df = pd.DataFrame(result.sites)
     drop = [c for c in ("union_rows", "real_rows", "kept_values") if c in df.columns]
-    return df.drop(columns=drop)
+    df = df.drop(columns=drop)
+    if hw is not None:
+        try:
+            from accelsim.cost import energy_by_site
+        except ImportError:  # pragma: no cover - the cost package ships with accelsim
+            return df
+        energy = pd.DataFrame(energy_by_site(hw, result.sites), index=df.index)
+        df = pd.concat([df, energy], axis=1)
+    return df
 
 
 def summary(
@@ -59,6 +71,7 @@ def summary(
     out["pe_busy_cycles"] = t["pe_busy_cycles"]
     out["union_density"] = t["union_density"]
     out["union_density_by_kind"] = dict(sorted(result.union_density_by_kind.items()))
+    out["action_counts"] = {a: int(t[f"{a}_count"]) for a in ACTIONS}
     if baseline is not None:
         out["baseline_config"] = baseline.hw_name
         out["baseline_cycles"] = baseline.totals["cycles"]
