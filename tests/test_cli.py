@@ -73,3 +73,61 @@ def test_compare_lists_every_config(tmp_path, trace):
     rows = (tmp_path / "compare.csv").read_text().splitlines()
     assert (tmp_path / "breakdown.png").read_bytes()[:4] == b"\x89PNG"
     assert len(rows) == 1 + len(list(HW.glob("*.yaml")))
+
+
+ACCURACY = Path(__file__).resolve().parents[1] / "docs" / "accuracy_smollm2-135m.json"
+
+
+def test_run_outputs_carry_energy_per_site_and_action_counts(tmp_path, trace):
+    import pandas as pd
+
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["run", "--hw", str(HW / "nm2_4.yaml"), "--trace", str(trace), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((out / "summary.json").read_text())
+    df = pd.read_csv(out / "sites.csv")
+    # per-site energy sums to the run's, component by component
+    assert df["energy_pj"].sum() == pytest.approx(rec["energy_pj"], rel=1e-9)  # CSV keeps 9 significant digits
+    for comp, v in rec["energy_pj_by_component"].items():
+        assert df[f"energy_pj.{comp}"].sum() == pytest.approx(v, rel=1e-9, abs=1e-3)
+    # the action counts that priced it are in the summary, equal to the per-site counts summed
+    assert rec["action_counts"]
+    for action, n in rec["action_counts"].items():
+        assert int(df[f"{action}_count"].sum()) == n
+
+
+def test_run_and_compare_join_the_accuracy_of_the_same_pattern(tmp_path, trace):
+    r = runner.invoke(
+        app, ["run", "--hw", str(HW / "nm8_16.yaml"), "--trace", str(trace), "--json", "--accuracy", str(ACCURACY)]
+    )
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.output[r.output.index("{") :])
+    acc = json.loads(ACCURACY.read_text())["records"]["smollm2-135m|8:16|magnitude|none"]
+    assert rec["accuracy_key"] == "smollm2-135m|8:16|magnitude|none" and rec["ppl"] == acc["ppl"]
+    r = runner.invoke(
+        app,
+        ["compare", "--trace", str(trace), "--hw-dir", str(HW), "--out", str(tmp_path), "--accuracy", str(ACCURACY)],
+    )
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "compare.json").read_text())
+    by_pattern = {row["pattern"]: row["ppl"] for row in rows}
+    assert by_pattern["dense"] < by_pattern["16:32"] < by_pattern["8:16"] < by_pattern["4:8"] < by_pattern["2:4"]
+
+
+def test_accuracy_file_that_is_not_one_is_exit_2_and_no_output(tmp_path, trace):
+    bad = tmp_path / "acc.json"
+    bad.write_text('{"schema": "something-else"}')
+    out = tmp_path / "never"
+    r = runner.invoke(
+        app,
+        ["run", "--hw", str(HW / "nm8_16.yaml"), "--trace", str(trace), "--accuracy", str(bad), "--out", str(out)],
+    )
+    assert r.exit_code == 2 and "acc.json" in r.output and "schema" in r.output
+    assert not out.exists()
+
+
+def test_bad_cost_section_is_rejected_when_the_config_loads(tmp_path):
+    bad = tmp_path / "bad_cost.yaml"
+    bad.write_text((HW / "nm8_16.yaml").read_text() + "cost:\n  node_nm: 3\n")
+    r = runner.invoke(app, ["validate", "--hw", str(bad)])
+    assert r.exit_code == 2 and "bad_cost.yaml" in r.output and "cost.node_nm" in r.output
