@@ -297,8 +297,6 @@ def compare(
         "pattern",
         "cycles",
         "speedup_vs_dense",
-        "utilization",
-        "dram_weight_bytes",
         "weight_bytes_vs_dense",
         "union_density",
         "energy_pj_per_token",
@@ -307,15 +305,23 @@ def compare(
     if accuracy is not None:
         cols += ["ppl", "delta_ppl"]
     flat = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, dict)} for r in recs])
-    df = flat.reindex(columns=cols)
+    df = flat.reindex(columns=cols)  # the printed columns; compare.csv has every scalar of the summaries
+    front = [c for c in cols if c in flat.columns]
+    csv_df = flat[front + [c for c in flat.columns if c not in front and c != "provenance"]]
     if recs[0].get("synthetic_trace"):
         out_console.print("[bold yellow]warning:[/] this trace is SYNTHETIC (synthetic: true in its metadata)")
     title = f"{trace.name}: {recs[0]['phase']}, {recs[0]['tokens']} tokens, {recs[0]['sites']} linear sites"
-    t = Table(title=title)
-    for c in cols:
-        t.add_column(c, justify="right" if c not in ("config", "pattern") else "left")
-    for _, r in df.iterrows():
-        t.add_row(*[_cell(r[c]) for c in cols])
+    t = Table(title=title, caption="headers: compare.csv column names, '_' shown as spaces (the CSV has every column of summary.json)")
+    cells = [[_cell(r[c]) for c in cols] for _, r in df.iterrows()]
+    for i, c in enumerate(cols):
+        # headers wrap at the underscores; numbers never wrap
+        t.add_column(
+            c.replace("_", " "),
+            justify="right" if c not in ("config", "pattern") else "left",
+            min_width=max(len(row[i]) for row in cells),
+        )
+    for row in cells:
+        t.add_row(*row)
     out_console.print(t)
     if out is not None:
         from accelsim.report.plots import breakdown_bars
@@ -325,7 +331,7 @@ def compare(
             fig.savefig(path, dpi=120, metadata={"Software": None})
 
         written = write_atomic(
-            out, {"compare.csv": csv_writer(df), "compare.json": json_writer(recs), "breakdown.png": plot}
+            out, {"compare.csv": csv_writer(csv_df), "compare.json": json_writer(recs), "breakdown.png": plot}
         )
         out_console.print(f"wrote {', '.join(str(p) for p in written)}")
 

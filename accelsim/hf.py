@@ -10,6 +10,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,10 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: str = "float32") -> 
             f"tracing and evaluation need torch and transformers ({exc}); install with "
             "`pip install torch==2.13.0 -e '.[trace]'`"
         ) from None
+    if not sys.stderr.isatty():  # transformers' own tqdm bars would fill logs with carriage returns
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     directory, gguf_file = resolve_model(name_or_path)
     kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
     try:
