@@ -311,7 +311,8 @@ def compare(
     if recs[0].get("synthetic_trace"):
         out_console.print("[bold yellow]warning:[/] this trace is SYNTHETIC (synthetic: true in its metadata)")
     title = f"{trace.name}: {recs[0]['phase']}, {recs[0]['tokens']} tokens, {recs[0]['sites']} linear sites"
-    t = Table(title=title, caption="headers: compare.csv column names, '_' shown as spaces (the CSV has every column of summary.json)")
+    caption = "headers: compare.csv column names, '_' shown as spaces (the CSV has every column of summary.json)"
+    t = Table(title=title, caption=caption)
     cells = [[_cell(r[c]) for c in cols] for _, r in df.iterrows()]
     for i, c in enumerate(cols):
         # headers wrap at the underscores; numbers never wrap

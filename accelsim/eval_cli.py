@@ -82,7 +82,7 @@ def eval_cmd(
         None,
         "--suite",
         help="A named set of rows instead of --pattern/--criterion/--mitigation: 'docs-table' (the table of "
-        "docs/accuracy.md, 41 rows, about 1.5 h on 2 cores) or 'ci' (magnitude at every pattern, and 8:16 with var).",
+        "docs/accuracy.md, 39 rows, about 1.5 h on 2 cores) or 'ci' (magnitude at every pattern, and 8:16 with var).",
     ),
     report: Path = typer.Option(
         None,
