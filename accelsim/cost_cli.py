@@ -232,7 +232,10 @@ def tradeoff_cmd(
     ),
     markdown: bool = typer.Option(False, "--markdown", help="Print Markdown tables (for docs)."),
     out: Path | None = typer.Option(
-        None, "--out", help="Write tradeoff.csv, sensitivity.csv and runs.json (counts, for --runs) here."
+        None,
+        "--out",
+        help="Write tradeoff.csv, tradeoff.png (cost vs delta_ppl, Pareto fronts), sensitivity.csv and runs.json "
+        "(counts, for --runs) here.",
     ),
 ) -> None:
     """Rank the patterns by energy per token and by area overhead against their perplexity increase, mark the
@@ -334,9 +337,18 @@ def tradeoff_cmd(
                 bt.add_row(*r)
             _out.print(bt)
     if out is not None:
+        from accelsim.report.plots import tradeoff_grid
         from accelsim.report.tables import csv_writer, write_atomic
 
-        writers = {"tradeoff.csv": csv_writer(df), "runs.json": lambda p: to.save_runs(p, run_list)}
+        def plot(path: Path) -> None:
+            fig = tradeoff_grid(df, title=f"cost vs accuracy ({criterion} criterion, node {node or tab.node_nm} nm)")
+            fig.savefig(path, dpi=110, metadata={"Software": None})
+
+        writers = {
+            "tradeoff.csv": csv_writer(df),
+            "tradeoff.png": plot,
+            "runs.json": lambda p: to.save_runs(p, run_list),
+        }
         if sens is not None:
             writers["sensitivity.csv"] = csv_writer(sens)
         if be is not None:

@@ -64,3 +64,66 @@ def breakdown_bars(df: pd.DataFrame, *, ax: Any = None, title: str | None = None
     if title:
         ax.set_title(title, fontsize=10)
     return fig
+
+
+_TRADEOFF_PANELS = (
+    ("speedup_vs_dense", "speedup vs dense (x, higher is better)", None, False),
+    ("energy_vs_dense", "energy per token vs dense", "front_energy", False),
+    ("area_overhead_fraction", "sparsity area overhead vs dense (fraction, log)", "front_area", True),
+)
+
+
+def tradeoff_grid(df: pd.DataFrame, *, title: str | None = None):
+    """Cost against accuracy, one row of panels per trace (rows of :func:`accelsim.cost.tradeoff.tradeoff`).
+
+    x: perplexity increase over dense (``delta_ppl``); y: speedup, energy per token against dense, and area
+    overhead of the sparsity hardware (log scale: unstructured is an order of magnitude above N:M). Points on
+    the panel's Pareto front (``front_energy``, ``front_area``) are filled and joined; others are hollow.
+    Configs without an accuracy record are left out.
+    """
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = df[df["delta_ppl"].notna()]
+    traces = list(dict.fromkeys(d["trace"]))
+    fig, axes = plt.subplots(
+        len(traces), len(_TRADEOFF_PANELS), figsize=(13, 3.6 * len(traces)), squeeze=False, layout="constrained"
+    )
+    for r, tr in enumerate(traces):
+        g = d[d["trace"] == tr].sort_values("delta_ppl")
+        phase = g["phase"].iloc[0] if "phase" in g else ""
+        for c, (col, label, front, log) in enumerate(_TRADEOFF_PANELS):
+            ax = axes[r][c]
+            pts = g if col != "area_overhead_fraction" else g[g["pattern"] != "dense"]
+            on = pts[front].astype(bool) if front else pd.Series(False, index=pts.index)
+            ax.scatter(pts["delta_ppl"], pts[col], s=36, facecolors="none", edgecolors="C0", zorder=2)
+            ax.scatter(pts.loc[on, "delta_ppl"], pts.loc[on, col], s=36, color="C0", zorder=3)
+            if on.any():
+                f = pts[on].sort_values("delta_ppl")
+                ax.plot(f["delta_ppl"], f[col], color="C0", lw=1, alpha=0.6, zorder=1, label="Pareto front (filled)")
+            for i, (_, p) in enumerate(pts.sort_values("delta_ppl").iterrows()):
+                ax.annotate(  # alternate above/below so neighbours (16:32, 8:16) do not overprint
+                    str(p.get("label", p["pattern"])),
+                    (p["delta_ppl"], p[col]),
+                    xytext=(0, 6 if i % 2 == 0 else -6),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom" if i % 2 == 0 else "top",
+                    fontsize=8,
+                )
+            ax.margins(x=0.08, y=0.15)
+            if log:
+                ax.set_yscale("log")
+            ax.set_xlabel("perplexity increase over dense (delta_ppl)")
+            ax.set_ylabel(label, fontsize=9)
+            ax.grid(alpha=0.3)
+            if c == 0:
+                ax.set_title(f"{tr} ({phase})", fontsize=9, loc="left")
+            if on.any() and r == 0:
+                ax.legend(fontsize=8, frameon=False, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
