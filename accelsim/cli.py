@@ -7,8 +7,6 @@ no partial output.
 from __future__ import annotations
 
 import math
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from rich.table import Table
 
 from accelsim import __version__
 from accelsim.config import ConfigError, HwConfig, load_hw
+from accelsim.console import ProgressBar, fail, out_console
 from accelsim.sim.tiling import TilingError
 from accelsim.trace.format import TraceError
 
@@ -34,17 +33,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Piped output (CI logs, files) gets a wide fixed width instead of rich's 80 columns.
-out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
-
 DEFAULT_HW = Path("hw_configs/nm8_16.yaml")
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one error line to stderr and return the exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _version(value: bool) -> None:
@@ -58,38 +47,6 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """accelsim: should the next accelerator support flexible N:M activation sparsity, and which N:M?"""
-
-
-class _Progress:
-    """A progress bar on stderr that appears only once a run has taken longer than a second."""
-
-    def __init__(self, label: str):
-        self.label = label
-        self.t0 = time.monotonic()
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            if time.monotonic() - self.t0 < 1.0 or not err_console.is_terminal and not sys.stderr.isatty():
-                return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self.bar = Progress(
-                f"[cyan]{self.label}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err_console,
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(self.label, total=total)
-        self.bar.update(self.task, completed=done)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _load_hw(path: Path) -> HwConfig:
@@ -191,7 +148,7 @@ def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> dict[str, Any]
     base = _baseline_path(hw_path, baseline)
     if base is not None:
         _load_hw(base)
-    progress = _Progress(f"simulating {hw_path.name}")
+    progress = ProgressBar(f"simulating {hw_path.name}", delay_s=1.0)
     try:
         return evaluate(hw_path, trace, baseline=base, keep_result=True, progress=progress)
     except TraceError as exc:

@@ -7,29 +7,16 @@ Both exit 2 with one line on stderr on bad input, and write nothing partial.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from accelsim.config.yaml_io import ConfigError
-
-_out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-_err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
-
-
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True, highlight=False)
-    return typer.Exit(2)
-
-
-def _escape(s: str) -> str:
-    from rich.markup import escape
-
-    return escape(s)
+from accelsim.console import err_console as _err
+from accelsim.console import fail as _fail
+from accelsim.console import out_console as _out
 
 
 def _load(path: Path):
@@ -38,7 +25,7 @@ def _load(path: Path):
     try:
         return load_hw(path)
     except ConfigError as exc:
-        raise _fail(_escape(str(exc))) from None
+        raise _fail(str(exc)) from None
 
 
 def _table_arg(table: Path | None):
@@ -47,7 +34,7 @@ def _table_arg(table: Path | None):
     try:
         return load_table(table) if table is not None else default_table()
     except ConfigError as exc:
-        raise _fail(_escape(str(exc))) from None
+        raise _fail(str(exc)) from None
 
 
 def cost_cmd(
@@ -80,7 +67,7 @@ def cost_cmd(
             dense = _load(base_path)
             overhead = sparsity_area_overhead(cfg, dense, table=base_tab, node_nm=node)
     except (ConfigError, ValueError) as exc:
-        raise _fail(_escape(str(exc))) from None
+        raise _fail(str(exc)) from None
     total = sum(area.values())
     inv = {
         "node_nm": h.node_nm,
@@ -275,7 +262,7 @@ def tradeoff_cmd(
                 run_list, acc, scalings, table=tab, node_nm=node, criterion=criterion, mitigation=mitigation
             )
     except (ConfigError, TraceError, ValueError, KeyError) as exc:
-        raise _fail(_escape(str(exc))) from None
+        raise _fail(str(exc)) from None
     if df["synthetic_trace"].any():
         _out.print("[bold yellow]warning:[/] a trace is SYNTHETIC (synthetic: true in its metadata)")
     header, rows = tradeoff_table_rows(df)

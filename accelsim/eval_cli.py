@@ -7,57 +7,16 @@ file after every row, so an interrupted run keeps the rows it finished.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
-_err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
-_out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-
-
-def _fail(message: str) -> typer.Exit:
-    from rich.markup import escape
-
-    _err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    return typer.Exit(2)
-
-
-class _Bar:
-    """A rich progress bar on stderr for one stage, shown only on a terminal."""
-
-    def __init__(self, label: str, enabled: bool):
-        self.label = label
-        self.enabled = enabled and _err.is_terminal
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                f"[cyan]{self.label}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=_err,
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(self.label, total=total)
-        self.bar.update(self.task, completed=done, total=total)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
+from accelsim.console import ProgressBar as _Bar
+from accelsim.console import err_console as _err
+from accelsim.console import fail as _fail
+from accelsim.console import out_console as _out
 
 
 def eval_cmd(

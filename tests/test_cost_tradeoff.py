@@ -283,7 +283,8 @@ def test_tradeoff_cli_end_to_end_and_from_saved_runs(tmp_path, trace, hw_dir):
     r = runner.invoke(app, [*args, "--trace", str(trace), "--out", str(out), "--scale", "energy.dram_bit=0.5,2"])
     assert r.exit_code == 0, r.output
     assert "SYNTHETIC" in r.output and "16:32" in r.output and "*" in r.output
-    assert {p.name for p in out.iterdir()} == {"tradeoff.csv", "sensitivity.csv", "runs.json"}
+    assert {p.name for p in out.iterdir()} == {"tradeoff.csv", "tradeoff.png", "sensitivity.csv", "runs.json"}
+    assert (out / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
     df = pd.read_csv(out / "tradeoff.csv")
     assert set(df["pattern"]) == {"dense", "2:4", "16:32", "unstructured0.5"}
     r2 = runner.invoke(app, [*args, "--runs", str(out / "runs.json"), "--markdown", "--no-sensitivity"])

@@ -39,8 +39,7 @@ def decode8(tmp_path_factory):
     return smollm2_shaped_trace(tmp_path_factory.mktemp("t") / "dec8.npz", tokens=8, phase="decode", layers=1)
 
 
-def test_compute_bound_prefill_speedup_at_2_4(prefill128):
-    dense, sparse = _run("dense", prefill128), _run("nm2_4", prefill128)
+def _assert_compute_bound_2_4_speedup(dense, sparse):
     # compute bound: the PE is busy for most cycles and DRAM for few
     assert dense.totals["pe_busy_cycles"] > 0.85 * dense.totals["cycles"]
     assert dense.totals["dram_busy_cycles"] < 0.3 * dense.totals["cycles"]
@@ -49,6 +48,25 @@ def test_compute_bound_prefill_speedup_at_2_4(prefill128):
     for res in (dense, sparse):
         for row in res.sites:
             assert sum(row[f"{p}_cycles"] for p in BREAKDOWN) == row["cycles"]
+
+
+def _assert_union_erases_the_saving(dense, sparse):
+    assert set(sparse.union_density_by_kind) == {"q", "k", "v", "o", "gate", "up", "down"}
+    assert min(sparse.union_density_by_kind.values()) > 0.95
+    assert sparse.totals["dram_weight_bytes"] > 0.95 * dense.totals["dram_weight_bytes"]
+
+
+def _assert_gather_rows_decode(trace, dense, sparse):
+    assert sparse.totals["dram_weight_bytes"] == _independent_gather_bytes(trace, 2, 4)
+    frac = sparse.totals["dram_weight_bytes"] / dense.totals["dram_weight_bytes"]
+    assert 0.49 <= frac <= 0.53, frac
+    # DRAM bound: the channel is busy most of the time
+    assert dense.totals["dram_busy_cycles"] > 0.7 * dense.totals["cycles"]
+    assert dense.totals["cycles"] / sparse.totals["cycles"] >= 1.7
+
+
+def test_compute_bound_prefill_speedup_at_2_4(prefill128):
+    _assert_compute_bound_2_4_speedup(_run("dense", prefill128), _run("nm2_4", prefill128))
 
 
 def _independent_gather_bytes(trace: Path, n: int, m: int, w_bytes: int = 2, burst: int = 64) -> int:
@@ -69,20 +87,11 @@ def _independent_gather_bytes(trace: Path, n: int, m: int, w_bytes: int = 2, bur
 
 
 def test_single_token_decode_gather_rows(decode8):
-    dense, sparse = _run("dense", decode8), _run("nm2_4", decode8)
-    assert sparse.totals["dram_weight_bytes"] == _independent_gather_bytes(decode8, 2, 4)
-    frac = sparse.totals["dram_weight_bytes"] / dense.totals["dram_weight_bytes"]
-    assert 0.49 <= frac <= 0.53, frac
-    # DRAM bound: the channel is busy most of the time
-    assert dense.totals["dram_busy_cycles"] > 0.7 * dense.totals["cycles"]
-    assert dense.totals["cycles"] / sparse.totals["cycles"] >= 1.7
+    _assert_gather_rows_decode(decode8, _run("dense", decode8), _run("nm2_4", decode8))
 
 
 def test_union_of_128_tokens_erases_the_gather_saving(prefill128):
-    dense, sparse = _run("dense", prefill128), _run("nm2_4", prefill128)
-    assert set(sparse.union_density_by_kind) == {"q", "k", "v", "o", "gate", "up", "down"}
-    assert min(sparse.union_density_by_kind.values()) > 0.95
-    assert sparse.totals["dram_weight_bytes"] > 0.95 * dense.totals["dram_weight_bytes"]
+    _assert_union_erases_the_saving(_run("dense", prefill128), _run("nm2_4", prefill128))
 
 
 def test_same_inputs_same_outputs(decode8):
@@ -109,24 +118,11 @@ def test_real_prefill128_is_compute_bound_and_2_4_is_1_8_to_2x_faster(real_prefi
     with Trace(real_prefill128) as tr:
         assert not tr.meta["synthetic"] and len(tr.sites) == 210
     dense, sparse = _run("dense", real_prefill128), _run("nm2_4", real_prefill128)
-    assert dense.totals["pe_busy_cycles"] > 0.85 * dense.totals["cycles"]
-    assert dense.totals["dram_busy_cycles"] < 0.3 * dense.totals["cycles"]
-    ratio = dense.totals["cycles"] / sparse.totals["cycles"]
-    assert 1.8 <= ratio <= 2.0, ratio
-    for res in (dense, sparse):
-        for row in res.sites:
-            assert sum(row[f"{p}_cycles"] for p in BREAKDOWN) == row["cycles"]
+    _assert_compute_bound_2_4_speedup(dense, sparse)
     # 128 tokens per tile: the union of the kept rows covers nearly every row, per kind
-    assert set(sparse.union_density_by_kind) == {"q", "k", "v", "o", "gate", "up", "down"}
-    assert min(sparse.union_density_by_kind.values()) > 0.95
-    assert sparse.totals["dram_weight_bytes"] > 0.95 * dense.totals["dram_weight_bytes"]
+    _assert_union_erases_the_saving(dense, sparse)
 
 
 @pytest.mark.slow
 def test_real_decode_gather_rows_bytes_and_speedup():
-    dense, sparse = _run("dense", REAL_DECODE), _run("nm2_4", REAL_DECODE)
-    assert sparse.totals["dram_weight_bytes"] == _independent_gather_bytes(REAL_DECODE, 2, 4)
-    frac = sparse.totals["dram_weight_bytes"] / dense.totals["dram_weight_bytes"]
-    assert 0.49 <= frac <= 0.53, frac
-    assert dense.totals["dram_busy_cycles"] > 0.7 * dense.totals["cycles"]
-    assert dense.totals["cycles"] / sparse.totals["cycles"] >= 1.7
+    _assert_gather_rows_decode(REAL_DECODE, _run("dense", REAL_DECODE), _run("nm2_4", REAL_DECODE))
