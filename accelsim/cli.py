@@ -147,17 +147,18 @@ def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
     )
 
 
-def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> dict[str, Any]:
-    """``accelsim.api.evaluate`` with CLI error handling (one line, exit 2) and a progress bar."""
+def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> tuple[HwConfig, dict[str, Any]]:
+    """``accelsim.api.evaluate`` with CLI error handling (one line, exit 2) and a progress bar; returns the
+    loaded config with the record."""
     from accelsim.api import evaluate
 
-    _load_hw(hw_path)  # config errors first, with the file and key
+    cfg = _load_hw(hw_path)  # config errors first, with the file and key
     base = _baseline_path(hw_path, baseline)
     if base is not None:
         _load_hw(base)
     progress = ProgressBar(f"simulating {hw_path.name}", delay_s=1.0)
     try:
-        return evaluate(hw_path, trace, baseline=base, keep_result=True, progress=progress)
+        return cfg, evaluate(hw_path, trace, baseline=base, keep_result=True, progress=progress)
     except TraceError as exc:
         raise fail(str(exc)) from None
     except TilingError as exc:
@@ -168,7 +169,7 @@ def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> dict[str, Any]
         progress.close()
 
 
-def _join_accuracy(recs: list[dict[str, Any]], hw_paths: list[Path], accuracy: Path, criterion: str) -> None:
+def _join_accuracy(recs: list[dict[str, Any]], cfgs: list[HwConfig], accuracy: Path, criterion: str) -> None:
     """Add ``ppl``, ``delta_ppl`` and ``accuracy_key`` of the matching ``accelsim eval`` record to each run
     record (pattern and the config's own mitigation; ``dense`` matches the dense record); NaN when none."""
     import pandas as pd
@@ -178,8 +179,8 @@ def _join_accuracy(recs: list[dict[str, Any]], hw_paths: list[Path], accuracy: P
 
     frame = pd.DataFrame(
         [
-            {"config": r["config"], "pattern": r["pattern"], "mitigation": _load_hw(p).sparsity.mitigation}
-            for r, p in zip(recs, hw_paths, strict=True)
+            {"config": r["config"], "pattern": r["pattern"], "mitigation": c.sparsity.mitigation}
+            for r, c in zip(recs, cfgs, strict=True)
         ]
     )
     try:
@@ -219,16 +220,16 @@ def run(
 
     from accelsim.report.tables import sites_frame, write_outputs
 
-    rec = run_one(hw, trace, baseline)
+    cfg, rec = run_one(hw, trace, baseline)
     res = rec.pop("_result")
     if accuracy is not None:
-        _join_accuracy([rec], [hw], accuracy, criterion)
+        _join_accuracy([rec], [cfg], accuracy, criterion)
     if json_only:
         out_console.print_json(json.dumps(rec, sort_keys=True))
     else:
         print_summary(rec)
     if out is not None:
-        written = write_outputs(out, sites_frame(res, _load_hw(hw)), rec)
+        written = write_outputs(out, sites_frame(res, cfg), rec)
         out_console.print(f"wrote {', '.join(str(p) for p in written)}")
 
 
@@ -248,13 +249,14 @@ def compare(
     paths = sorted(hw_dir.glob("*.yaml"))
     if not paths:
         raise fail(f"{hw_dir}: no *.yaml hardware configs found")
-    recs = []
+    cfgs, recs = [], []
     for p in paths:
-        rec = run_one(p, trace, None)
+        cfg, rec = run_one(p, trace, None)
         rec.pop("_result")
+        cfgs.append(cfg)
         recs.append(rec)
     if accuracy is not None:
-        _join_accuracy(recs, paths, accuracy, criterion)
+        _join_accuracy(recs, cfgs, accuracy, criterion)
     recs.sort(key=lambda r: -r["cycles"])
     cols = [
         "config",

@@ -25,16 +25,21 @@ _LABELS = {
 }
 
 
-def _axes(ax: Any):
+def _pyplot():
+    """``matplotlib.pyplot``, on the Agg backend unless a notebook backend is active."""
     import matplotlib
 
-    if ax is not None:
-        return ax.figure, ax
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    return plt
+
+
+def _axes(ax: Any):
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = _pyplot().subplots(figsize=(8, 4.5), layout="constrained")
     return fig, ax
 
 
@@ -81,15 +86,9 @@ def tradeoff_grid(df: pd.DataFrame, *, title: str | None = None):
     the panel's Pareto front (``front_energy``, ``front_area``) are filled and joined; others are hollow.
     Configs without an accuracy record are left out.
     """
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     d = df[df["delta_ppl"].notna()]
     traces = list(dict.fromkeys(d["trace"]))
-    fig, axes = plt.subplots(
+    fig, axes = _pyplot().subplots(
         len(traces), len(_TRADEOFF_PANELS), figsize=(13, 3.6 * len(traces)), squeeze=False, layout="constrained"
     )
     for r, tr in enumerate(traces):

@@ -26,10 +26,8 @@ def sites_frame(result: RunResult, hw: HwConfig | None = None) -> pd.DataFrame:
     drop = [c for c in ("union_rows", "real_rows", "kept_values") if c in df.columns]
     df = df.drop(columns=drop)
     if hw is not None:
-        try:
-            from accelsim.cost import energy_by_site
-        except ImportError:  # pragma: no cover - the cost package ships with accelsim
-            return df
+        from accelsim.cost import energy_by_site
+
         energy = pd.DataFrame(energy_by_site(hw, result.sites), index=df.index)
         df = pd.concat([df, energy], axis=1)
     return df
