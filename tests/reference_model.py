@@ -421,19 +421,48 @@ def mma_tile(hw: HwConfig, pk: Packed, wt: np.ndarray, acc: np.ndarray, k_tile: 
                 length = L  # ref: N:M slots per group, including a short last group's empty slots
             for s0 in range(0, length, mm.reduction):
                 instrs.append((ob, b0, s0))
-    # operand traffic of one instruction (bytes) and its metadata
-    op_bytes = mm.tokens * mm.reduction * pr.activation_bytes + mm.outputs * mm.reduction * widen(hw) * pr.weight_bytes
+    # operand traffic of each instruction (bytes) and its metadata, from the slots it actually holds
+    kept_rows = set(int(r) for r in pk.row[pk.row >= 0].ravel())  # what a compacted (gather_rows) tile stores
+    gather = sp.weight_fetch == "gather_rows"
     if dyn:
         bits = metadata_bits_per_group(sp.n, sp.m, sp.metadata_format) / sp.n if sp.kind == "nm" else index_bits(k_tile)
-        meta_bytes = mm.tokens * mm.reduction * bits / 8
     else:
-        meta_bytes = 0.0
-    need_op = mm.units * op_bytes
-    need_meta = mm.units * meta_bytes
+        bits = 0.0
+
+    def weight_rows(b0: int, s0: int) -> int:
+        if not dyn:
+            return mm.reduction
+        if sp.kind == "nm":  # every present row of every group whose slots the instruction holds
+            n_rows = 0
+            for g in sorted({s // sp.n for s in range(s0, min(s0 + mm.reduction, L))}):
+                group = range(g * sp.m, min(g * sp.m + sp.m, kt))
+                n_rows += sum(1 for r in group if r in kept_rows) if gather else len(group)
+            return n_rows
+        r = pk.row[b0 : b0 + mm.tokens, s0 : s0 + mm.reduction]
+        return len(set(int(v) for v in r[r >= 0].ravel()))  # crossbar: the rows its tokens use
+
+    def meta_bytes_of(b0: int, s0: int) -> float:
+        if not dyn:
+            return 0.0
+        if sp.kind == "nm":  # real tokens only; every slot of theirs carries an index
+            real_tok = min(mm.tokens, t_i - b0)
+            return real_tok * (min(s0 + mm.reduction, L) - s0) * bits / 8
+        r = pk.row[b0 : b0 + mm.tokens, s0 : s0 + mm.reduction]
+        return int((r >= 0).sum()) * bits / 8
+
+    cost = {
+        (ob, b0, s0): (
+            mm.tokens * mm.reduction * pr.activation_bytes + mm.outputs * weight_rows(b0, s0) * pr.weight_bytes,
+            meta_bytes_of(b0, s0),
+        )
+        for ob, b0, s0 in instrs
+    }
     bw_op = mm.operand_buffer_read_bytes_per_cycle
     bw_meta = sp.metadata_buffer.read_bytes_per_cycle if sp.metadata_buffer is not None else math.inf
     rounds = [instrs[a : a + mm.units] for a in range(0, len(instrs), mm.units)]
     for rnd in rounds:
+        need_op = sum(cost[x][0] for x in rnd)
+        need_meta = sum(cost[x][1] for x in rnd)
         got_op = got_meta = 0.0
         cyc = 0
         while True:

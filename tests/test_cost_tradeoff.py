@@ -319,7 +319,7 @@ def test_two_configs_of_one_pattern_get_distinct_labels(tmp_path, runs):
     uns = next(r for r in runs if r.pattern == "unstructured0.5")
     raw = uns.hw.model_dump()
     raw["name"] = "unstructured_k1536"
-    raw["cost"] = {"unstructured_select_inputs": 1536}
+    raw["cost"] = {"unstructured_select_inputs": 64}
     from accelsim.config.hw import HwConfig
 
     narrow = Run(HwConfig.model_validate(raw), "x", uns.trace, uns.phase, uns.tokens, True, uns.cycles, 1, uns.counts)

@@ -42,6 +42,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from accelsim.sim.operands import candidate_rows
 from accelsim.config import load_hw
 from accelsim.config.hw import HwConfig
 from accelsim.nm import metadata_bits_per_group
@@ -224,7 +225,7 @@ def provisioned_nm_machines(draw) -> dict:
     meta_bw = 64.0
     if df == "mma":
         mm = dict(cfg["array"]["mma"])
-        op = mm["tokens"] * mm["reduction"] * 2 + mm["outputs"] * mm["reduction"] * (m / n) * wb
+        op = mm["tokens"] * mm["reduction"] * 2 + mm["outputs"] * candidate_rows(mm["reduction"], n, m) * wb
         mm["operand_buffer_read_bytes_per_cycle"] = float(math.ceil(mm["units"] * op / mm["issue_interval_cycles"]))
         bits = metadata_bits_per_group(n, m, fmt) / n
         meta_bw = float(

@@ -51,8 +51,14 @@ class Mma(_Model):
     """Cycles between two instructions on one unit (the unit's throughput)."""
     latency_cycles: int = Field(ge=0, le=4096)
     """Pipeline depth of an instruction: paid once per compute tile (fill/drain)."""
-    operand_buffer_read_bytes_per_cycle: float = Field(gt=0)
-    """Operand-buffer bandwidth shared by all units; a sparse instruction reads m/n times more weight bytes."""
+    operand_buffer_read_bytes_per_cycle: float = Field(gt=0, le=1 << 20)
+    """Operand-buffer read port shared by all units, in bytes per cycle; a sparse instruction reads the candidate
+    rows of every group it touches (``accelsim.sim.operands``), so the port can limit issue. Priced in area and
+    energy as a crossbar from the buffer's banks to the units (``area/energy.crossbar_bit`` per port bit)."""
+    accumulator_registers: bool = True
+    """Accumulators stay in the unit's registers across the instructions of one reduction tile (as a tensor core's
+    accumulator fragments); the output buffer sees one read-modify-write per chain. ``false``: every instruction
+    read-modify-writes the output buffer."""
 
 
 class Systolic(_Model):
@@ -128,8 +134,14 @@ class Compressor(_Model):
 
 
 class Decoder(_Model):
+    kind: Literal["mux", "crossbar", "benes", "none"] | None = None
+    """How multipliers reach their weights (default: ``mux`` for N:M, ``crossbar`` for unstructured). ``mux``: N:M, an m:1 mux per multiplier over the candidate rows of the
+    groups an instruction touches. ``crossbar``: unstructured in lockstep, each instruction reads the union of its
+    tokens' rows and every multiplier selects among up to ``tokens x reduction`` of them. ``benes``: unstructured
+    on a flexible engine (SIGMA-like): kept activations stationary, weights distributed by a Benes network.
+    ``none``: a dense array on the compacted rows of ``gather_rows`` (TEAL-like; decode saving only)."""
     latency_cycles: int = Field(ge=0, le=4096)
-    """Extra pipeline latency of the m:1 selection, paid once per compute tile (array fill)."""
+    """Extra pipeline latency of the selection, paid once per compute tile (array fill)."""
 
 
 class MetadataBuffer(_Model):
@@ -193,7 +205,22 @@ class Sparsity(_Model):
         for key in ("compressor", "decoder", "metadata_buffer"):
             if getattr(self, key) is None:
                 raise ValueError(f"kind '{self.kind}' needs a '{key}' section")
+        assert self.decoder is not None
+        allowed = ("mux",) if self.kind == "nm" else ("crossbar", "benes", "none")
+        if self.decoder_kind not in allowed:
+            raise ValueError(
+                f"decoder.kind '{self.decoder_kind}' does not serve kind '{self.kind}' (allowed: {', '.join(allowed)})"
+            )
+        if self.decoder_kind == "none" and self.weight_fetch != "gather_rows":
+            raise ValueError("decoder.kind 'none' (dense array on compacted rows) needs weight_fetch 'gather_rows'")
         return self
+
+    @property
+    def decoder_kind(self) -> str:
+        """The selection hardware in use: ``dense`` without one, else ``decoder.kind`` or its default."""
+        if self.kind == "dense" or self.decoder is None:
+            return "dense"
+        return self.decoder.kind or ("mux" if self.kind == "nm" else "crossbar")
 
     @property
     def ratio(self) -> float:

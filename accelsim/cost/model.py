@@ -20,6 +20,7 @@ from accelsim.config.hw import HwConfig
 from accelsim.cost.networks import comparators
 from accelsim.cost.table import CostError, CostTable, check_cost_section, default_table
 from accelsim.sim.actions import ACTIONS, Action
+from accelsim.sim.operands import candidate_rows
 
 __all__ = [
     "AREA_COMPONENTS",
@@ -41,9 +42,11 @@ ENERGY_COMPONENTS = (
     "bitmask_decoder",
     "compressor",
     "metadata_buffer",
+    "operand_port",
     "act_sram",
     "weight_sram",
     "out_sram",
+    "leakage",
     "dram_weight",
     "dram_activation",
     "dram_metadata",
@@ -61,6 +64,7 @@ AREA_COMPONENTS = (
     "bitmask_decoder",
     "compressor",
     "metadata_buffer",
+    "operand_port",
     "act_sram",
     "weight_sram",
     "out_sram",
@@ -104,7 +108,11 @@ class Hardware:
     dynamic: bool  # run-time selection hardware present (compressor, decoder, metadata)
     kind: str
     metadata_format: str
+    decoder_kind: str  # dense, mux, crossbar, benes, none
     sel_inputs: int  # m:1 mux width per multiplier (1: no mux)
+    benes_stages: int  # stages of the Benes distribution network (decoder kind benes)
+    port_bits: int  # operand-buffer read port width in bits (mma)
+    port_units: int  # consumers the port crossbar reaches
     sel_bits: int
     n_keep: int  # values kept per selection group
     k_max: int  # widest reduction tile the tiling rule can give (unstructured selection width)
@@ -189,17 +197,26 @@ def hardware(
     sp, pr, arr = hw.sparsity, hw.precision, hw.array
     w_a, w_w, w_acc = round(pr.activation_bytes * 8), round(pr.weight_bytes * 8), round(pr.accumulator_bytes * 8)
     dynamic = sp.kind != "dense" and sp.selection == "dynamic"
-    k_max = int(cost.get("unstructured_select_inputs", _k_max(hw)))
+    dec = sp.decoder_kind if dynamic else "dense"
+    k_max = _k_max(hw)
     if sp.kind == "nm":
         assert sp.n is not None and sp.m is not None
         sel, keep = sp.m, sp.n
     elif sp.kind == "unstructured":
         assert sp.density is not None
-        sel, keep = k_max, min(k_max, max(1, round(sp.density * k_max)))
+        keep = min(k_max, max(1, round(sp.density * k_max)))
+        sel = k_max
     else:
         sel, keep = 1, 1
     if not dynamic:
         sel, keep = 1, 1
+    comp_width = sel  # the compressor selects over a group (N:M) or a whole row (unstructured)
+    if dec == "crossbar":  # each multiplier selects among the rows its instruction's tokens use
+        mm0 = arr.mma
+        lockstep = mm0.tokens * mm0.reduction if mm0 is not None else k_max
+        sel = int(cost.get("unstructured_select_inputs", min(k_max, lockstep)))
+    elif dec in ("benes", "none"):
+        sel = 1
     sel_bits = _log2c(sel) if sel > 1 else 0
     bitmask = dynamic and sp.kind == "nm" and sp.metadata_format == "bitmask"
     # --- registers and selection per dataflow ------------------------------------------------------------
@@ -208,14 +225,16 @@ def hardware(
         mm = arr.mma
         t, o, k, units = mm.tokens, mm.outputs, mm.reduction, mm.units
         operand = units * (t * k * w_a + k * o * w_w + t * o * w_acc)
-        if dynamic and sp.kind == "nm":
-            rows = math.ceil(k / keep) * sel  # the m candidates of every group the k slots can come from
-        elif dynamic:
-            rows = k_max  # any row of the weight tile
+        if dec == "mux":
+            rows = candidate_rows(k, keep, sel)  # every real row of the groups an instruction touches
+        elif dec == "crossbar":
+            rows = sel  # the union of its tokens' rows, up to tokens x reduction
         else:
             rows = k
         cand = units * (rows - k) * o * w_w
         meta = units * t * k * sel_bits
+        if dec == "benes":  # the channel index of every stationary activation steers the network
+            meta = hw.peak_macs_per_cycle * _log2c(k_max)
         converters = units * t * math.ceil(k / keep) if bitmask else 0
         epilogue = units
     else:
@@ -236,7 +255,8 @@ def hardware(
         cand = meta = 0
     comp = sp.compressor if dynamic else None
     network = str(cost.get("compressor_network", "odd_even_merge_top_n"))
-    width = sel if comp is not None else 1
+    width = comp_width if comp is not None else 1
+    mm1 = arr.mma if arr.dataflow == "mma" else None
     return Hardware(
         name=hw.name,
         table=tab,
@@ -251,8 +271,12 @@ def hardware(
         dynamic=dynamic,
         kind=sp.kind,
         metadata_format=sp.metadata_format if sp.kind == "nm" else "index",
+        decoder_kind=dec,
         sel_inputs=sel,
         sel_bits=sel_bits,
+        benes_stages=2 * _log2c(hw.peak_macs_per_cycle) - 1 if dec == "benes" else 0,
+        port_bits=round(mm1.operand_buffer_read_bytes_per_cycle * 8) if mm1 is not None else 0,
+        port_units=mm1.units if mm1 is not None else 0,
         n_keep=keep,
         k_max=k_max,
         operand_register_bits=int(operand),
@@ -293,6 +317,11 @@ def compressor_group_energy(h: Hardware) -> float:
     pipeline registers ``latency x width x payload`` bits."""
     if h.compressor_lanes == 0:
         return 0.0
+    if h.network == "bisection_top_k":  # one counting pass per value bit over the row, then the index prefix count
+        per_elem = h.w_a * h.v("energy.comparator_bit") + _log2c(h.compressor_width) * h.v("energy.adder_bit")
+        return h.v("params.median_bisection_passes") * h.compressor_width * per_elem + h.compressor_width * h.w_a * h.v(
+            "energy.register_bit"
+        )
     ce = h.ce_compare_bits * h.v("energy.comparator_bit") + 2 * h.ce_payload_bits * h.v("params.activity") * h.v(
         "energy.mux2_bit"
     )
@@ -325,9 +354,13 @@ def action_prices(h: Hardware) -> dict[str, dict[str, float] | None]:
     p[Action.MAC_ACTIVE.value] = {"mac": mac}
     p[Action.MAC_GATED.value] = {"mac": h.v("params.mac_gated_fraction") * mac}
     if h.dynamic:
-        p[Action.MUX_SELECT.value] = {
-            "decoder_mux": h.v("params.activity") * (h.sel_inputs - 1) * h.w_w * h.v("energy.mux2_bit")
-        }
+        if h.decoder_kind == "benes":  # a weight crosses every stage; the forwarding adder network's muxes
+            mux_bits = h.benes_stages * h.w_w + 2 * h.w_acc
+        else:
+            mux_bits = (h.sel_inputs - 1) * h.w_w
+        p[Action.MUX_SELECT.value] = (
+            {"decoder_mux": h.v("params.activity") * mux_bits * h.v("energy.mux2_bit")} if mux_bits else None
+        )
         p[Action.COMPRESSOR_GROUP.value] = {"compressor": compressor_group_energy(h)}
         p[Action.METADATA_WRITE_BIT.value] = {"metadata_buffer": _sram_bit(h, cap["metadata_buffer"], True)}
         read = {"metadata_buffer": _sram_bit(h, cap["metadata_buffer"], False), "pe_registers": reg}
@@ -340,15 +373,20 @@ def action_prices(h: Hardware) -> dict[str, dict[str, float] | None]:
         for a in (Action.MUX_SELECT, Action.COMPRESSOR_GROUP, Action.METADATA_WRITE_BIT, Action.METADATA_READ_BIT):
             p[a.value] = None
     p[Action.ACT_SRAM_WRITE_BYTE.value] = {"act_sram": byte * _sram_bit(h, cap["act_sram"], True)}
+    port = {"operand_port": byte * h.v("energy.crossbar_bit")} if h.port_bits else {}
     p[Action.ACT_SRAM_READ_BYTE.value] = {
         "act_sram": byte * _sram_bit(h, cap["act_sram"], False),
         "pe_registers": byte * reg,
+        **port,
     }
     p[Action.WEIGHT_SRAM_WRITE_BYTE.value] = {"weight_sram": byte * _sram_bit(h, cap["weight_sram"], True)}
     p[Action.WEIGHT_SRAM_READ_BYTE.value] = {
         "weight_sram": byte * _sram_bit(h, cap["weight_sram"], False),
         "pe_registers": byte * reg,
+        **port,
     }
+    p[Action.ACC_REGISTER_UPDATE_BYTE.value] = {"pe_registers": 2 * byte * reg}  # read + write
+    p[Action.STATIC_CYCLE.value] = {"leakage": static_pj_per_cycle(h)}
     p[Action.OUT_SRAM_UPDATE_BYTE.value] = {
         "out_sram": byte * (_sram_bit(h, cap["out_sram"], False) + _sram_bit(h, cap["out_sram"], True))
     }
@@ -474,14 +512,21 @@ def area_from_hardware(h: Hardware) -> dict[str, float]:
     out["pe_registers"] = h.operand_register_bits * reg
     out["weight_candidate_registers"] = h.candidate_register_bits * reg
     out["metadata_registers"] = h.metadata_register_bits * reg
-    if h.dynamic:
+    if h.decoder_kind == "benes":  # N/2 2x2 switches (two w-bit 2:1 muxes) per stage; forwarding adder muxes
+        out["decoder_mux"] = h.lanes * (h.benes_stages * h.w_w + 2 * h.w_acc) * h.v("area.mux2_bit")
+    elif h.dynamic:
         out["decoder_mux"] = h.lanes * (h.sel_inputs - 1) * h.w_w * h.v("area.mux2_bit")
+    out["operand_port"] = h.port_bits * h.port_units * h.v("area.crossbar_bit")
     if h.bitmask_converters:
         add_bits, cmp_bits = _converter_bits(h)
         out["bitmask_decoder"] = h.bitmask_converters * (
             add_bits * h.v("area.adder_bit") + cmp_bits * h.v("area.comparator_bit")
         )
-    if h.compressor_lanes:
+    if h.compressor_lanes and h.network == "bisection_top_k":  # a row register, a comparator and a counter per lane
+        w = h.compressor_width
+        lane = h.w_a * h.v("area.comparator_bit") + h.w_a * reg
+        out["compressor"] = h.compressor_lanes * (w * lane + w * _log2c(w) * h.v("area.adder_bit"))
+    elif h.compressor_lanes:
         ce = h.ce_compare_bits * h.v("area.comparator_bit") + 2 * h.ce_payload_bits * h.v("area.mux2_bit")
         pipe = h.compressor_latency * h.compressor_width * h.ce_payload_bits * reg
         out["compressor"] = h.compressor_lanes * (h.compressor_comparators * ce + pipe)
@@ -489,6 +534,16 @@ def area_from_hardware(h: Hardware) -> dict[str, float]:
         out[comp] = h.sram_bytes[comp] * sram_um2_per_byte
     out["mitigation"] = _mitigation_area(h)
     return out
+
+
+def static_pj_per_cycle(h: Hardware) -> float:
+    """Leakage energy of the whole machine per cycle: logic area and SRAM capacity times their static power."""
+    area = area_from_hardware(h)
+    sram_keys = ("act_sram", "weight_sram", "out_sram", "metadata_buffer")
+    logic = sum(v for c, v in area.items() if c not in sram_keys)
+    mib = sum(h.sram_bytes.values()) / 2**20
+    static = logic * h.v("energy.leakage_logic_per_um2_cycle") + mib * h.v("energy.leakage_sram_per_mib_cycle")
+    return h.v("params.leakage_scale") * static
 
 
 def area_breakdown(hw: HwConfig, *, table: CostTable | None = None, node_nm: int | None = None) -> dict[str, float]:

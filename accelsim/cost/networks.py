@@ -40,8 +40,10 @@ __all__ = [
     "prune_to_top",
 ]
 
-NETWORKS = ("odd_even_merge_top_n", "odd_even_merge_sort", "bitonic_sort")
-"""Allowed ``compressor_network`` choices. The default is the first."""
+NETWORKS = ("odd_even_merge_top_n", "odd_even_merge_sort", "bitonic_sort", "bisection_top_k")
+"""Allowed ``compressor_network`` choices. The default is the first. ``bisection_top_k`` is no comparator network:
+a radix select over the value bits (one counting pass per bit over the row, then a prefix count for the tie
+rule), the selection an unstructured top-k over a whole row can afford."""
 
 
 def batcher_pairs(n_in: int) -> list[tuple[int, int]]:
@@ -114,7 +116,7 @@ def network(m: int, n: int, kind: str = "odd_even_merge_top_n") -> tuple[tuple[i
         raise ValueError(f"compressor network must be one of {', '.join(NETWORKS)}, got {kind!r}")
     if not 1 <= n <= m:
         raise ValueError(f"need 1 <= n <= m, got n={n}, m={m}")
-    if n == m:
+    if n == m or kind == "bisection_top_k":
         return ()
     if kind == "bitonic_sort":
         return tuple(bitonic_pairs(m))

@@ -283,12 +283,18 @@ REQUIRED_ENTRIES = (
     *(f"{s}.{n}" for s in ("energy", "area") for n in ("register_bit", "comparator_bit", "mux2_bit", "adder_bit")),
     "energy.sram_read_64b_8kib",
     "energy.dram_bit",
+    "energy.crossbar_bit",
+    "energy.leakage_logic_per_um2_cycle",
+    "energy.leakage_sram_per_mib_cycle",
+    "area.crossbar_bit",
     "area.sram_mib",
     "params.mac_gated_fraction",
     "params.activity",
     "params.sram_energy_exponent",
     "params.sram_write_read_ratio",
     "params.median_bisection_passes",
+    "params.leakage_scale",
+    "params.mux2_delay_ps",
 )
 
 

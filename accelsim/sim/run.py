@@ -96,6 +96,7 @@ def simulate(
                 row[f"{p}_cycles"] += v
             for a, v in work.actions.items():
                 row[f"{a}_count"] += int(v)
+            row["static_cycle_count"] += timing.cycles
             row["dram_weight_bytes"] += work.actions["dram_read_byte_weight"]
             row["dram_activation_bytes"] += work.actions["dram_read_byte_activation"]
             row["dram_metadata_bytes"] += work.actions["dram_read_byte_metadata"]

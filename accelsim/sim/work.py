@@ -16,6 +16,7 @@ import numpy as np
 from accelsim.config.hw import HwConfig
 from accelsim.nm import compressed_length, index_bits, metadata_bits_per_group, nm_mask, static_first_n_mask, topk_mask
 from accelsim.sim.actions import Action
+from accelsim.sim.operands import nm_instruction_rows, unstructured_instruction_rows
 from accelsim.sim.tiling import Tiling, choose_tiling
 
 #: Compute-tile breakdown columns (cycles); their sum is the tile's cycles.
@@ -113,18 +114,20 @@ def build_site_work(
     burst = hw.dram.burst_bytes
     row_bytes = _row_bytes(o_sizes, pr.weight_bytes, burst)  # per o-tile
 
-    # kept counts per token and k-tile; union of kept rows per t-tile and k-tile
+    # kept counts per token and k-tile; union of kept rows per t-tile (the rows gather_rows fetches)
     counts = np.empty((n_k, T), dtype=np.int64)
     union = np.empty((n_t, n_k), dtype=np.int64)
     k_real = np.array([b - a for a, b in k_spans], dtype=np.int64)
+    union_all = None if mask is None else np.logical_or.reduceat(mask, t_starts, axis=0)
     for kk, (c0, c1) in enumerate(k_spans):
         if mask is None:
             counts[kk] = c1 - c0
             union[:, kk] = c1 - c0
         else:
-            mk = mask[:, c0:c1]
-            counts[kk] = mk.sum(axis=1)
-            union[:, kk] = np.logical_or.reduceat(mk, t_starts, axis=0).sum(axis=1)
+            counts[kk] = mask[:, c0:c1].sum(axis=1)
+            union[:, kk] = union_all[:, c0:c1].sum(axis=1)
+    # compacted weight storage: only the fetched rows are in the weight buffer
+    union_masks = union_all if (sp.weight_fetch == "gather_rows" and dynamic) else None
 
     # --- weight bytes per compute tile (program order i, o, k) --------------------------------------
     rows = union if sp.weight_fetch == "gather_rows" else np.broadcast_to(k_real, (n_t, n_k))
@@ -132,7 +135,7 @@ def build_site_work(
 
     # --- compute tiles ------------------------------------------------------------------------------
     parts = {p: np.zeros((n_t, n_o, n_k), dtype=np.int64) for p in TILE_PARTS}
-    act_sram_read = weight_sram_read = out_update = meta_read_bits = issued_slots = 0
+    act_sram_read = weight_sram_read = out_update = meta_read_bits = issued_slots = acc_reg_update = 0
     dec_lat = sp.decoder.latency_cycles if (dynamic and sp.decoder is not None) else 0
     widen = (sp.m / sp.n) if (dynamic and sp.kind == "nm") else (1.0 / sp.density if dynamic and sp.density else 1.0)
     bits_per_value = _bits_per_kept_value(hw, k_spans)
@@ -143,36 +146,20 @@ def build_site_work(
             active_per_o = int(cnt.sum()) * o_sizes
             if arr.dataflow == "mma":
                 assert arr.mma is not None
-                mm = arr.mma
-                bmax = np.maximum.reduceat(cnt, np.arange(0, r1 - r0, mm.tokens)) if r1 > r0 else cnt
-                if sp.kind == "nm":  # n slots per group, static or dynamic: K' = ceil(K_tile/m)*n (as ws, os)
-                    bmax = np.full_like(bmax, compressed_length(k_tile, sp.n, sp.m))
-                instr_red = int(_ceil_div(bmax, mm.reduction).sum())
-                n_instr = _ceil_div(o_sizes, mm.outputs) * instr_red
-                per_unit = _ceil_div(n_instr, mm.units)
-                op_bytes = (
-                    mm.tokens * mm.reduction * pr.activation_bytes + mm.outputs * mm.reduction * widen * pr.weight_bytes
-                )
-                meta_bytes = mm.tokens * mm.reduction * bits_per_value[kk] / 8 if dynamic else 0.0
-                iv = mm.issue_interval_cycles
-                iv_op = max(iv, math.ceil(mm.units * op_bytes / mm.operand_buffer_read_bytes_per_cycle - 1e-9))
-                iv_meta = iv_op
-                if meta_bytes and sp.metadata_buffer is not None:
-                    iv_meta = max(
-                        iv_op, math.ceil(mm.units * meta_bytes / sp.metadata_buffer.read_bytes_per_cycle - 1e-9)
-                    )
-                tok = mm.tokens * mm.outputs * mm.reduction
-                compute = _ceil_div(active_per_o * iv, mm.units * tok)
-                parts["compute"][i, :, kk] = compute
-                parts["rounding"][i, :, kk] = per_unit * iv - compute
-                parts["operand_stall"][i, :, kk] = per_unit * (iv_op - iv)
-                parts["metadata_stall"][i, :, kk] = per_unit * (iv_meta - iv_op)
-                parts["pipeline"][i, :, kk] = mm.latency_cycles
-                issued_slots += int(n_instr.sum()) * tok
-                act_sram_read += int(n_instr.sum()) * mm.tokens * mm.reduction * pr.activation_bytes
-                weight_sram_read += int(n_instr.sum()) * mm.outputs * mm.reduction * widen * pr.weight_bytes
-                out_update += int(n_instr.sum()) * mm.tokens * mm.outputs * pr.accumulator_bytes
-                meta_read_bits += int(n_instr.sum()) * mm.tokens * mm.reduction * (bits_per_value[kk] if dynamic else 0)
+                mk = None if mask is None else mask[r0:r1, k_spans[kk][0] : k_spans[kk][1]]
+                u_rows = None if union_masks is None else union_masks[i][k_spans[kk][0] : k_spans[kk][1]]
+                mi = _mma_tile(hw, cnt, mk, u_rows, k_tile, bits_per_value[kk], dynamic, o_sizes)
+                parts["compute"][i, :, kk] = mi["compute"]
+                parts["rounding"][i, :, kk] = mi["rounding"]
+                parts["operand_stall"][i, :, kk] = mi["operand_stall"]
+                parts["metadata_stall"][i, :, kk] = mi["metadata_stall"]
+                parts["pipeline"][i, :, kk] = arr.mma.latency_cycles
+                issued_slots += mi["issued_slots"]
+                act_sram_read += mi["act_sram_read"]
+                weight_sram_read += mi["weight_sram_read"]
+                out_update += mi["out_update"]
+                acc_reg_update += mi["acc_reg_update"]
+                meta_read_bits += mi["meta_read_bits"]
             else:
                 assert arr.systolic is not None
                 R, C = arr.systolic.rows, arr.systolic.cols  # noqa: N806
@@ -280,7 +267,7 @@ def build_site_work(
         {
             Action.MAC_ACTIVE.value: mac_active,
             Action.MAC_GATED.value: issued_slots - mac_active,
-            Action.MUX_SELECT.value: mac_active if dynamic else 0,
+            Action.MUX_SELECT.value: mac_active if (dynamic and sp.decoder_kind != "none") else 0,
             Action.COMPRESSOR_GROUP.value: groups_compressed,
             Action.METADATA_WRITE_BIT.value: int(meta_bits_tile.sum()) if (dynamic and not reuse_input) else 0,
             Action.METADATA_READ_BIT.value: int(meta_read_bits),
@@ -289,6 +276,7 @@ def build_site_work(
             Action.WEIGHT_SRAM_WRITE_BYTE.value: int(weight_bytes.sum()),
             Action.WEIGHT_SRAM_READ_BYTE.value: int(round(weight_sram_read)),
             Action.OUT_SRAM_UPDATE_BYTE.value: int(round(out_update)),
+            Action.ACC_REGISTER_UPDATE_BYTE.value: int(round(acc_reg_update)),
             Action.OUT_SRAM_READ_BYTE.value: int(out_bytes.sum()),
             Action.DRAM_READ_BYTE_WEIGHT.value: int(weight_bytes.sum()),
             Action.DRAM_READ_BYTE_ACTIVATION.value: int(act_bytes.sum()),
@@ -358,3 +346,142 @@ def mitigation_actions(mitigation: str, T: int, K: int, O: int) -> dict[str, int
         out[Action.MITIGATION_OUTPUT_MULT.value] += T * O
         out[Action.MITIGATION_OUTPUT_ADD.value] += T * O
     return out
+
+
+def _mma_rounds(op: np.ndarray, meta: np.ndarray, units: int, iv: int, bw_op: float, bw_meta: float):
+    """Instructions issue in rounds of ``units``; a round lasts ``iv`` cycles unless its operand or metadata
+    bytes need longer at the buffers' read widths. Returns ``(rounds, operand_stall, metadata_stall)``."""
+    n = len(op)
+    r = -(-n // units)
+    if r == 0:
+        return 0, 0, 0
+    pad = r * units - n
+    need_op = np.concatenate((op, np.zeros(pad))).reshape(r, units).sum(axis=1)
+    c_op = np.maximum(iv, np.ceil(need_op / bw_op - 1e-9)).astype(np.int64)
+    if math.isinf(bw_meta) or not meta.any():
+        c_all = c_op
+    else:
+        need_meta = np.concatenate((meta, np.zeros(pad))).reshape(r, units).sum(axis=1)
+        c_all = np.maximum(c_op, np.ceil(need_meta / bw_meta - 1e-9)).astype(np.int64)
+    return r, int((c_op - iv).sum()), int((c_all - c_op).sum())
+
+
+def _mma_sequence(hw: HwConfig, cnt, mk, u_rows, k_tile: int, bits: float, dynamic: bool):
+    """One output block's instruction sequence of an ``mma`` compute tile, in issue order ``(b, s)``.
+
+    Returns ``(rows, meta_bits, chains)``: weight rows each instruction reads from the weight buffer, the
+    metadata bits it reads (real tokens only: padding rows carry none), and the (token group) accumulator
+    chains that receive at least one instruction.
+    """
+    sp, mm = hw.sparsity, hw.array.mma
+    t, k = mm.tokens, mm.reduction
+    t_i = len(cnt)
+    n_b = -(-t_i // t)
+    tok_b = np.minimum(t, t_i - np.arange(n_b) * t)
+    engine = sp.decoder_kind if dynamic else "dense"
+    if engine == "crossbar":  # unstructured lockstep: each instruction reads the union of its tokens' rows
+        rows, kept = unstructured_instruction_rows(mk, t, k)
+        per_b = -(-np.maximum.reduceat(cnt, np.arange(0, t_i, t)) // k) if t_i else np.zeros(0)
+        return rows, kept * bits, int((per_b > 0).sum())
+    if engine == "mux":  # N:M: the candidate rows of the groups each instruction touches
+        assert sp.n is not None and sp.m is not None
+        n, m = sp.n, sp.m
+        groups = math.ceil(k_tile / m)
+        real = np.minimum(m, k_tile - np.arange(groups) * m)
+        avail = real if u_rows is None else np.add.reduceat(u_rows, np.arange(0, k_tile, m)).astype(np.int64)
+        rows_s = nm_instruction_rows(avail, n, k)
+        slots = compressed_length(k_tile, n, m)
+        slots_s = np.minimum(k, slots - np.arange(len(rows_s)) * k)
+        meta = (tok_b[:, None] * slots_s[None, :]).reshape(-1) * bits
+        return np.tile(rows_s, n_b), meta, n_b if len(rows_s) else 0
+    if engine == "none":  # dense array on the compacted rows (TEAL-like): no selection, dense operands
+        length = int(u_rows.sum()) if u_rows is not None else k_tile
+    elif sp.kind == "nm":  # static mask: K' = ceil(K/m) * n dense slots
+        assert sp.n is not None and sp.m is not None
+        length = compressed_length(k_tile, sp.n, sp.m)
+    else:
+        length = k_tile
+    s_count = -(-length // k)
+    rows = np.full(s_count * n_b, k, dtype=np.int64)
+    return rows, np.zeros(len(rows)), n_b if s_count else 0
+
+
+def _mma_tile(hw: HwConfig, cnt, mk, u_rows, k_tile: int, bits: float, dynamic: bool, o_sizes: np.ndarray):
+    """Cycles by part (per o-tile) and action counts of one ``(t-tile, k-tile)`` on the ``mma`` array."""
+    sp, pr, mm = hw.sparsity, hw.precision, hw.array.mma
+    t, o, k, units, iv = mm.tokens, mm.outputs, mm.reduction, mm.units, mm.issue_interval_cycles
+    if dynamic and sp.decoder_kind == "benes":
+        return _benes_tile(hw, mk, bits, o_sizes)
+    rows, meta_bits, chains = _mma_sequence(hw, cnt, mk, u_rows, k_tile, bits, dynamic)
+    op = t * k * pr.activation_bytes + o * rows * pr.weight_bytes
+    meta = meta_bits / 8
+    bw_meta = sp.metadata_buffer.read_bytes_per_cycle if (dynamic and sp.metadata_buffer is not None) else math.inf
+    tok = t * o * k
+    n_ob = -(-o_sizes // o)
+    by_nob = {int(v): _mma_rounds(np.tile(op, int(v)), np.tile(meta, int(v)), units, iv,
+                                  mm.operand_buffer_read_bytes_per_cycle, bw_meta) for v in np.unique(n_ob)}
+    r, op_st, meta_st = (np.array([by_nob[int(v)][j] for v in n_ob], dtype=np.int64) for j in range(3))
+    compute = -(-(int(cnt.sum()) * o_sizes * iv) // (units * tok))
+    n_instr = int(n_ob.sum()) * len(rows)
+    acc_bytes = n_instr * t * o * pr.accumulator_bytes
+    chain_bytes = int(n_ob.sum()) * chains * t * o * pr.accumulator_bytes
+    regs = mm.accumulator_registers
+    return {
+        "compute": compute,
+        "rounding": r * iv - compute,
+        "operand_stall": op_st,
+        "metadata_stall": meta_st,
+        "issued_slots": n_instr * tok,
+        "act_sram_read": n_instr * t * k * pr.activation_bytes,
+        "weight_sram_read": int(n_ob.sum()) * int(rows.sum()) * o * pr.weight_bytes,
+        "out_update": chain_bytes if regs else acc_bytes,
+        "acc_reg_update": acc_bytes if regs else 0,
+        "meta_read_bits": int(n_ob.sum()) * int(round(float(meta_bits.sum()))),
+    }
+
+
+def _benes_tile(hw: HwConfig, mk, bits: float, o_sizes: np.ndarray):
+    """Flexible unstructured engine (SIGMA-like) on the same multipliers: the tile's kept activations are
+    held stationary, ``P`` per pass (token-major), and every cycle one output column's weights reach them
+    through a Benes distribution network; a forwarding adder network sums each token's products.
+
+    A pass over an output tile of ``O_t`` columns lasts ``O_t`` cycles unless the weight rows it needs per
+    column (its distinct channels) or its stationary fill exceed the operand buffer's read width.
+    """
+    pr, mm, sp = hw.precision, hw.array.mma, hw.sparsity
+    P = hw.peak_macs_per_cycle  # noqa: N806
+    tok, ch = np.nonzero(mk)
+    kept = len(ch)
+    passes = -(-kept // P)
+    if passes:
+        p_id = np.arange(kept) // P
+        rows_p = np.bincount(np.unique(p_id * mk.shape[1] + ch) // mk.shape[1], minlength=passes)
+        toks_p = np.bincount(np.unique(p_id * mk.shape[0] + tok) // mk.shape[0], minlength=passes)
+        vals_p = np.bincount(p_id, minlength=passes)
+    else:
+        rows_p = toks_p = vals_p = np.zeros(0, dtype=np.int64)
+    bw = mm.operand_buffer_read_bytes_per_cycle
+    bw_meta = sp.metadata_buffer.read_bytes_per_cycle if sp.metadata_buffer is not None else math.inf
+    op_st = np.zeros(len(o_sizes), dtype=np.int64)
+    meta_st = np.zeros(len(o_sizes), dtype=np.int64)
+    for j, ot in enumerate(o_sizes):
+        need = (rows_p * int(ot) * pr.weight_bytes + vals_p * pr.activation_bytes) / bw
+        c_op = np.maximum(int(ot), np.ceil(need - 1e-9)).astype(np.int64)
+        c_meta = np.ceil(vals_p * bits / 8 / bw_meta - 1e-9).astype(np.int64) if not math.isinf(bw_meta) else c_op
+        c_all = np.maximum(c_op, c_meta)
+        op_st[j] = int((c_op - int(ot)).sum())
+        meta_st[j] = int((c_all - c_op).sum())
+    compute = -(-(kept * o_sizes) // P)
+    o_total = int(o_sizes.sum())
+    return {
+        "compute": compute,
+        "rounding": passes * o_sizes - compute,
+        "operand_stall": op_st,
+        "metadata_stall": meta_st,
+        "issued_slots": passes * P * o_total,
+        "act_sram_read": kept * len(o_sizes) * pr.activation_bytes,
+        "weight_sram_read": int(rows_p.sum()) * o_total * pr.weight_bytes,
+        "out_update": int(toks_p.sum()) * o_total * pr.accumulator_bytes,
+        "acc_reg_update": 0,
+        "meta_read_bits": int(round(kept * bits)) * len(o_sizes),
+    }
