@@ -43,4 +43,4 @@ def test_sweep_sequential_equals_executor(trace):
         b = sweep(cfgs, [trace], baseline=HW / "dense.yaml", executor=ex)
     assert a.equals(b)
     assert list(a["pattern"]) == ["dense", "2:4"]
-    assert a.loc[0, "speedup_vs_dense"] == 1.0 and a.loc[1, "speedup_vs_dense"] > 1.7
+    assert a.loc[0, "speedup_vs_dense"] == 1.0 and a.loc[1, "speedup_vs_dense"] > 1.6

@@ -62,7 +62,8 @@ def _assert_gather_rows_decode(trace, dense, sparse):
     assert 0.49 <= frac <= 0.53, frac
     # DRAM bound: the channel is busy most of the time
     assert dense.totals["dram_busy_cycles"] > 0.7 * dense.totals["cycles"]
-    assert dense.totals["cycles"] / sparse.totals["cycles"] >= 1.7
+    # ~1.85x from the bytes alone; the row activations of the scattered runs (0.25 cycle each) cost ~0.2x
+    assert dense.totals["cycles"] / sparse.totals["cycles"] >= 1.6
 
 
 def test_compute_bound_prefill_speedup_at_2_4(prefill128):

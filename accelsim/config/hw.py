@@ -119,6 +119,9 @@ class Dram(_Model):
     """Access latency added to every transfer after its bytes have crossed the channel."""
     burst_bytes: int = Field(default=64, ge=1, le=1 << 20)
     """Transfer granule: gathered weight rows are rounded up to whole bursts."""
+    gather_segment_overhead_cycles: float = Field(default=0.0, ge=0, le=10_000)
+    """Channel cycles lost per run of consecutive gathered weight rows (a row activation that the bank parallelism
+    does not hide). A dense tile read is one run. Shipped configs: 0.25 (JESD235 HBM2 tRRD_S = 4 tCK per pseudo-channel over 16 pseudo-channels; docs)."""
 
 
 class Compressor(_Model):
@@ -126,6 +129,8 @@ class Compressor(_Model):
 
     groups_per_cycle: int = Field(ge=1, le=1 << 20)
     """Groups of m activations (unstructured: token rows) selected per cycle."""
+    cycles_per_group: int = Field(default=1, ge=1, le=4096)
+    """Cycles one lane spends on a group: 1 for a pipelined network, the value-bit passes of a radix select."""
     latency_cycles: int = Field(ge=0, le=4096)
     """Pipeline latency from a token tile's last group in to its compressed tile out."""
     placement: Literal["consumer", "producer"] = "consumer"
@@ -167,7 +172,8 @@ class Sparsity(_Model):
     weight_fetch: Literal["dense", "gather_rows"] = "dense"
     """``gather_rows`` reads only the weight rows some token of the tile keeps, rounded to bursts."""
     metadata_format: Literal["index", "bitmask"] = "index"
-    """``index``: ceil(log2 m) bits per kept value; ``bitmask``: m bits per group."""
+    """``index``: ceil(log2 m) bits per kept value (unstructured: ceil(log2 K)); ``bitmask``: m bits per group
+    (unstructured: one bit per channel)."""
     mitigation: Literal["none", "var", "median_shift", "static_shift", "learnable", "var_learnable"] = "none"
     """Error-mitigation hardware priced by the cost model (counted as actions; no extra cycles)."""
     compressor: Compressor | None = None

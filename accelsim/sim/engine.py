@@ -62,18 +62,20 @@ class DramChannel:
         self.bpc = bytes_per_cycle
         self.latency = latency_cycles
         self.infinite = math.isinf(bytes_per_cycle)
-        self._pending: list[tuple[float, int, int, int, simpy.Event, list, int]] = []
+        self._pending: list[tuple[float, int, int, int, simpy.Event, list, int, float]] = []
         self._seq = itertools.count()
         self._wake: simpy.Event | None = None
         self.busy_cycles = 0
         if not self.infinite:
             env.process(self._serve())
 
-    def occupancy(self, nbytes: int) -> int:
-        return 0 if self.infinite else math.ceil(nbytes / self.bpc - 1e-9)
+    def occupancy(self, nbytes: int, extra: float = 0.0) -> int:
+        return 0 if self.infinite else math.ceil(nbytes / self.bpc + extra - 1e-9)
 
-    def request(self, nbytes: int, prio: int, done: simpy.Event, times: list, slot: int) -> None:
-        """Transfer ``nbytes``; ``done`` fires when it has completed and ``times[slot]`` gets that cycle."""
+    def request(self, nbytes: int, prio: int, done: simpy.Event, times: list, slot: int, extra: float = 0.0) -> None:
+        """Transfer ``nbytes``; ``done`` fires when it has completed and ``times[slot]`` gets that cycle.
+
+        ``extra``: channel cycles the transfer occupies beyond its bytes (row activations of a gather)."""
         now = self.env.now
         if nbytes <= 0:
             times[slot] = now
@@ -82,7 +84,7 @@ class DramChannel:
             times[slot] = now + self.latency
             _trigger_at(self.env, done, self.latency)
         else:
-            heapq.heappush(self._pending, (now, prio, next(self._seq), int(nbytes), done, times, slot))
+            heapq.heappush(self._pending, (now, prio, next(self._seq), int(nbytes), done, times, slot, extra))
             if self._wake is not None and not self._wake.triggered:
                 self._wake.succeed()
 
@@ -99,8 +101,8 @@ class DramChannel:
             now = env.now
             if self._pending[0][0] >= now:
                 yield env.timeout(_HALF)
-            _, _, _, nbytes, done, times, slot = heapq.heappop(self._pending)
-            occ = self.occupancy(nbytes)
+            _, _, _, nbytes, done, times, slot, extra = heapq.heappop(self._pending)
+            occ = self.occupancy(nbytes, extra)
             self.busy_cycles += occ
             times[slot] = now + occ + self.latency
             _trigger_at(env, done, now + occ + self.latency - env.now)
@@ -133,6 +135,7 @@ def simulate_site(
     act_bytes = [int(b) for b in work.act_read_bytes]
     meta_bytes = [int(b) for b in work.meta_read_bytes]
     w_bytes = [int(b) for b in work.weight_bytes]
+    w_extra = [float(c) for c in work.weight_extra_cycles]
     out_bytes = [int(b) for b in work.out_bytes]
     cmp_busy = [int(b) for b in work.compress_busy]
     cmp_lat = int(work.compress_latency)
@@ -180,7 +183,7 @@ def simulate_site(
             i = j // (n_o * n_k)
             if gather and not compressed[i].processed:
                 yield compressed[i]
-            dram.request(w_bytes[j], PRIO_WEIGHT, w_ready[j], w_time, j)
+            dram.request(w_bytes[j], PRIO_WEIGHT, w_ready[j], w_time, j, w_extra[j])
 
     acc = dict.fromkeys(BREAKDOWN, 0)
     for p in TILE_PARTS:

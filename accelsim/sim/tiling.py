@@ -57,6 +57,8 @@ def metadata_bytes_per_token(hw: HwConfig, k: int) -> float:
         return 0.0
     if sp.kind == "unstructured":
         assert sp.density is not None
+        if sp.metadata_format == "bitmask":
+            return k / 8
         kept = min(k, max(1, round(sp.density * k)))
         return kept * index_bits(k) / 8
     assert sp.n is not None and sp.m is not None
@@ -73,10 +75,16 @@ def choose_tiling(hw: HwConfig, T: int, K: int, O: int) -> Tiling:  # noqa: N803
     if meta_tok > 0:
         assert hw.sparsity.metadata_buffer is not None
         t_fit = min(t_fit, math.floor(hw.sparsity.metadata_buffer.capacity_bytes / 2 / meta_tok))
-    if t_fit < 1:
+    if K * act_b > half_act:
         raise TilingError(
-            f"one token of K={K} channels does not fit in half the activation/metadata buffer "
-            f"(sram.activation_buffer_bytes={hw.sram.activation_buffer_bytes})"
+            f"sram.activation_buffer_bytes={hw.sram.activation_buffer_bytes} cannot hold two tokens of K={K} "
+            f"channels: minimum {math.ceil(2 * K * act_b)}"
+        )
+    if t_fit < 1:
+        assert hw.sparsity.metadata_buffer is not None
+        raise TilingError(
+            f"sparsity.metadata_buffer.capacity_bytes={hw.sparsity.metadata_buffer.capacity_bytes} cannot hold "
+            f"two tokens' metadata of K={K} channels: minimum {math.ceil(2 * meta_tok)}"
         )
     t_tile = min(T, hw.sram.max_tokens_per_tile, t_fit)
     if t_tile < T and t_tile >= g_t:

@@ -62,6 +62,7 @@ class SiteWork:
     compress_busy: np.ndarray  # per t-tile, compressor busy cycles (0 without a compressor on the path)
     compress_latency: int
     weight_bytes: np.ndarray  # per compute tile
+    weight_extra_cycles: np.ndarray  # per compute tile: DRAM channel cycles lost to row activations of gathers
     tile_parts: dict[str, np.ndarray]  # per compute tile, cycles by part (TILE_PARTS)
     out_bytes: np.ndarray  # per (t, o) output tile
     actions: dict[str, int]
@@ -132,6 +133,14 @@ def build_site_work(
     # --- weight bytes per compute tile (program order i, o, k) --------------------------------------
     rows = union if sp.weight_fetch == "gather_rows" else np.broadcast_to(k_real, (n_t, n_k))
     weight_bytes = (rows[:, None, :] * row_bytes[None, :, None]).reshape(-1).astype(np.int64)
+    # runs of consecutive fetched rows per (t-tile, k-tile): each opens DRAM rows the banks cannot hide
+    seg_cost = hw.dram.gather_segment_overhead_cycles
+    runs = np.ones((n_t, n_k), dtype=np.int64)
+    if seg_cost and sp.weight_fetch == "gather_rows" and union_all is not None:
+        for kk, (c0, c1) in enumerate(k_spans):
+            u = union_all[:, c0:c1].astype(np.int8)
+            runs[:, kk] = (np.diff(u, axis=1, prepend=0) == 1).sum(axis=1)
+    weight_extra = np.broadcast_to((runs * seg_cost)[:, None, :], (n_t, n_o, n_k)).reshape(-1).astype(np.float64)
 
     # --- compute tiles ------------------------------------------------------------------------------
     parts = {p: np.zeros((n_t, n_o, n_k), dtype=np.int64) for p in TILE_PARTS}
@@ -233,6 +242,8 @@ def build_site_work(
         if sp.kind == "nm":
             per_tok_bits = math.ceil(K / sp.m) * metadata_bits_per_group(sp.n, sp.m, sp.metadata_format)
             meta_bits_tile = t_sizes * per_tok_bits
+        elif sp.metadata_format == "bitmask":
+            meta_bits_tile = t_sizes * K
         else:
             meta_bits_tile = kept_t * index_bits(K)
     if producer and dynamic:
@@ -245,7 +256,7 @@ def build_site_work(
     if on_path:
         assert sp.compressor is not None
         groups_t = t_sizes * math.ceil(K / sp.m) if sp.kind == "nm" else t_sizes
-        compress_busy = _ceil_div(groups_t, sp.compressor.groups_per_cycle)
+        compress_busy = _ceil_div(groups_t * sp.compressor.cycles_per_group, sp.compressor.groups_per_cycle)
         compress_latency = sp.compressor.latency_cycles
     else:
         compress_busy = np.zeros(n_t, dtype=np.int64)
@@ -288,6 +299,7 @@ def build_site_work(
 
     real_rows = np.broadcast_to(k_real, (n_t, n_k))
     stats = {
+        "gather_runs": int(runs.sum()) if seg_cost else 0,
         "kept_density": total_kept / (T * K),
         "union_density": float(union.sum() / real_rows.sum()),
         "dense_macs": T * K * O,
@@ -302,6 +314,7 @@ def build_site_work(
         compress_busy=np.asarray(compress_busy, dtype=np.int64),
         compress_latency=compress_latency,
         weight_bytes=weight_bytes,
+        weight_extra_cycles=weight_extra,
         tile_parts=tile_parts,
         out_bytes=out_bytes,
         actions=actions,
@@ -319,6 +332,9 @@ def _bits_per_kept_value(hw: HwConfig, k_spans: list[tuple[int, int]]) -> list[f
         if sp.kind == "nm":
             assert sp.n is not None and sp.m is not None
             out.append(metadata_bits_per_group(sp.n, sp.m, sp.metadata_format) / sp.n)
+        elif sp.kind == "unstructured" and sp.metadata_format == "bitmask":
+            assert sp.density is not None
+            out.append(1.0 / sp.density)  # the token's bitmap, spread over its kept values
         elif sp.kind == "unstructured":
             out.append(float(index_bits(b - a)))
         else:

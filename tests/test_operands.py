@@ -1,0 +1,80 @@
+"""Issue 10 regressions: candidate rows, compacted gather reads and metadata of padded rows, counted by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accelsim.config import load_hw
+from accelsim.cost.model import area_breakdown, hardware
+from accelsim.sim.actions import Action
+from accelsim.sim.operands import candidate_rows, nm_instruction_rows, unstructured_instruction_rows
+from accelsim.sim.work import build_site_work
+
+HW = Path(__file__).resolve().parents[1] / "hw_configs"
+
+
+@pytest.mark.parametrize(
+    ("n", "m", "k", "rows"),
+    [
+        (2, 4, 16, 32),  # 8 groups of 4
+        (8, 16, 16, 32),  # 2 groups of 16
+        (16, 32, 16, 32),  # half a group: its 32 rows
+        (32, 64, 16, 64),  # m/n would say 32: the 16 slots lie in one group of 64 rows
+        (6, 8, 16, 32),  # n does not divide k: the instruction at slot 16 touches groups 2..5
+        (3, 4, 16, 24),  # slots 0..15 touch groups 0..5 (6 x 4), as do 16..31 and 32..47
+    ],
+)
+def test_candidate_rows_by_hand(n, m, k, rows):
+    assert candidate_rows(k, n, m) == rows
+
+
+def test_instruction_rows_follow_the_groups_they_touch():
+    # 6:8 on K = 32 (4 groups, 24 slots), k = 16: slots 0..15 -> groups 0..2 (24 rows), 16..23 -> 2..3 (16)
+    assert list(nm_instruction_rows(np.full(4, 8), 6, 16)) == [24, 16]
+    # compacted storage: only the kept rows of those groups are there
+    assert list(nm_instruction_rows(np.array([6, 6, 5, 6]), 6, 16)) == [17, 11]
+
+
+def test_unstructured_instruction_reads_the_union_of_its_tokens_rows():
+    mask = np.zeros((2, 8), dtype=bool)
+    mask[0, [0, 1, 2]] = True
+    mask[1, [1, 5]] = True
+    rows, kept = unstructured_instruction_rows(mask, tokens=2, k=2)
+    # slots 0..1: token 0 rows {0, 1}, token 1 rows {1, 5} -> 3 rows; slots 2..3: token 0 row {2} -> 1 row
+    assert list(rows) == [3, 1] and list(kept) == [4, 1]
+
+
+def test_cost_model_uses_the_same_candidate_rows():
+    hw = load_hw(HW / "nm16_32.yaml")
+    h = hardware(hw)
+    mm = hw.array.mma
+    assert h.candidate_register_bits == mm.units * (candidate_rows(16, 16, 32) - 16) * mm.outputs * 16
+    assert area_breakdown(hw)["weight_candidate_registers"] == pytest.approx(h.candidate_register_bits * 5.98)
+
+
+def _one_token(cfg: str, K: int = 64, O: int = 32):  # noqa: N803
+    hw = load_hw(HW / cfg)
+    x = np.random.default_rng(0).normal(size=(1, K)).astype(np.float16)
+    return hw, build_site_work(hw, x, O)
+
+
+def test_decode_gather_reads_the_compacted_rows_from_the_weight_sram():
+    hw, w = _one_token("nm2_4.yaml")
+    # one token keeps 32 of 64 rows; stored compacted, every instruction reads only those: 32 rows x O x 2 B
+    assert w.actions[Action.WEIGHT_SRAM_READ_BYTE.value] == 32 * 32 * 2
+    assert w.actions[Action.WEIGHT_SRAM_WRITE_BYTE.value] == 32 * 32 * 2  # what was fetched
+    raw = hw.model_dump()
+    raw["sparsity"]["weight_fetch"] = "dense"
+    from accelsim.config.hw import HwConfig
+
+    wd = build_site_work(HwConfig.model_validate(raw), np.random.default_rng(0).normal(size=(1, 64)).astype(np.float16), 32)
+    assert wd.actions[Action.WEIGHT_SRAM_READ_BYTE.value] == 64 * 32 * 2  # dense storage: every candidate row
+
+
+def test_padding_token_rows_carry_no_metadata():
+    hw, w = _one_token("nm2_4.yaml")
+    # one real token of the 8-row instruction: 32 kept slots x 2 index bits, for each of 32/16 = 2 output blocks
+    assert w.actions[Action.METADATA_READ_BIT.value] == 2 * 32 * 2
