@@ -55,8 +55,13 @@ def test_cost_model_uses_the_same_candidate_rows():
     assert area_breakdown(hw)["weight_candidate_registers"] == pytest.approx(h.candidate_register_bits * 5.98)
 
 
-def _one_token(cfg: str, K: int = 64, O: int = 32):  # noqa: N803
-    hw = load_hw(HW / cfg)
+def _one_token(cfg: str, K: int = 64, O: int = 32, **sparsity):  # noqa: N803
+    """One decode token on a shipped config, with ``sparsity`` keys overridden."""
+    from accelsim.config.hw import HwConfig
+
+    raw = load_hw(HW / cfg).model_dump()
+    raw["sparsity"].update(sparsity)
+    hw = HwConfig.model_validate(raw)
     x = np.random.default_rng(0).normal(size=(1, K)).astype(np.float16)
     return hw, build_site_work(hw, x, O)
 
@@ -66,11 +71,7 @@ def test_decode_gather_reads_the_compacted_rows_from_the_weight_sram():
     # one token keeps 32 of 64 rows; stored compacted, every instruction reads only those: 32 rows x O x 2 B
     assert w.actions[Action.WEIGHT_SRAM_READ_BYTE.value] == 32 * 32 * 2
     assert w.actions[Action.WEIGHT_SRAM_WRITE_BYTE.value] == 32 * 32 * 2  # what was fetched
-    raw = hw.model_dump()
-    raw["sparsity"]["weight_fetch"] = "dense"
-    from accelsim.config.hw import HwConfig
-
-    wd = build_site_work(HwConfig.model_validate(raw), np.random.default_rng(0).normal(size=(1, 64)).astype(np.float16), 32)
+    _, wd = _one_token("nm2_4.yaml", weight_fetch="dense")
     assert wd.actions[Action.WEIGHT_SRAM_READ_BYTE.value] == 64 * 32 * 2  # dense storage: every candidate row
 
 

@@ -121,7 +121,8 @@ class Dram(_Model):
     """Transfer granule: gathered weight rows are rounded up to whole bursts."""
     gather_segment_overhead_cycles: float = Field(default=0.0, ge=0, le=10_000)
     """Channel cycles lost per run of consecutive gathered weight rows (a row activation that the bank parallelism
-    does not hide). A dense tile read is one run. Shipped configs: 0.25 (JESD235 HBM2 tRRD_S = 4 tCK per pseudo-channel over 16 pseudo-channels; docs)."""
+    does not hide). A dense tile read is one run. Shipped configs: 0.25 (JESD235 HBM2 tRRD_S = 4 tCK per
+    pseudo-channel over 16 pseudo-channels; docs)."""
 
 
 class Compressor(_Model):
@@ -140,7 +141,8 @@ class Compressor(_Model):
 
 class Decoder(_Model):
     kind: Literal["mux", "crossbar", "benes", "none"] | None = None
-    """How multipliers reach their weights (default: ``mux`` for N:M, ``crossbar`` for unstructured). ``mux``: N:M, an m:1 mux per multiplier over the candidate rows of the
+    """How multipliers reach their weights (default: ``mux`` for N:M, ``crossbar`` for unstructured).
+    ``mux``: N:M, an m:1 mux per multiplier over the candidate rows of the
     groups an instruction touches. ``crossbar``: unstructured in lockstep, each instruction reads the union of its
     tokens' rows and every multiplier selects among up to ``tokens x reduction`` of them. ``benes``: unstructured
     on a flexible engine (SIGMA-like): kept activations stationary, weights distributed by a Benes network.
