@@ -51,7 +51,12 @@ def cost_of(hw: HwConfig, totals: Mapping[str, Any], dense_hw: HwConfig | None):
 def _as_config(hw: HwConfig | str | Path) -> tuple[HwConfig, str | None]:
     if isinstance(hw, HwConfig):
         return hw, None
-    return load_hw(hw), str(hw)
+    cfg = load_hw(hw)
+    if cfg.cost is not None:
+        from accelsim.cost import check_cost_section
+
+        check_cost_section(cfg.cost, str(hw))
+    return cfg, str(hw)
 
 
 def evaluate(

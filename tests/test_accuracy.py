@@ -398,7 +398,7 @@ def test_results_file_merges_by_key(tmp_path):
 def app():
     import typer
 
-    from accelsim.eval_cli import eval_cmd
+    from accelsim.cli.eval import eval_cmd
 
     a = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     a.command("eval")(eval_cmd)
@@ -499,7 +499,7 @@ def test_cli_module_and_spec_import_no_torch_and_simulator_never_imports_accurac
     import sys
 
     code = (
-        "import sys; import accelsim.eval_cli, accelsim.accuracy.spec, accelsim.accuracy.report, accelsim.accuracy; "
+        "import sys; import accelsim.cli.eval, accelsim.accuracy.spec, accelsim.accuracy.report, accelsim.accuracy; "
         "import accelsim.sim.run, accelsim.cli; "
         "assert 'torch' not in sys.modules, 'torch'; "
         "assert not any(m.startswith('accelsim.accuracy.') and m.split('.')[-1] not in ('spec', 'report') "

@@ -147,7 +147,7 @@ def test_eval_command_writes_joinable_records(smollm2, monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
     import accelsim.hf
-    from accelsim.eval_cli import eval_cmd
+    from accelsim.cli.eval import eval_cmd
 
     monkeypatch.setattr(accelsim.hf, "load_model", lambda *a, **k: smollm2)
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

@@ -17,7 +17,7 @@ from accelsim.api import with_overrides
 from accelsim.cli import app
 from accelsim.config.hw import load_hw
 from accelsim.cost import CostError, area_breakdown, default_table
-from accelsim.cost.tradeoff import (
+from accelsim.explore import (
     Run,
     cost_frame,
     join_accuracy,
@@ -334,7 +334,7 @@ def test_two_configs_of_one_pattern_get_distinct_labels(tmp_path, runs):
 
 
 def test_breakeven_finds_the_nearest_factor_that_moves_a_front(tmp_path):
-    from accelsim.cost.tradeoff import breakeven
+    from accelsim.explore import breakeven
 
     acc = load_accuracy(accuracy_file(tmp_path / "a.json", patterns={"dense": 15.0, "2:4": 60.0}))
     # dense 1600 + 320 f pJ, 2:4 812 + 960 f pJ: 2:4 stops saving energy above f = 788/640 = 1.23

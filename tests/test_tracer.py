@@ -286,7 +286,7 @@ def test_cli_writes_a_trace_from_a_loaded_model(tmp_path, monkeypatch):
 def test_torch_is_not_imported_by_numpy_modules():
     code = (
         "import sys, accelsim.trace.format, accelsim.trace.synthetic, accelsim.trace.stats, "
-        "accelsim.trace.tracer, accelsim.trace_cli; assert 'torch' not in sys.modules, 'torch imported'"
+        "accelsim.trace.tracer, accelsim.cli.trace; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 

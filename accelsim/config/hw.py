@@ -305,7 +305,8 @@ class HwConfig(_Model):
 
 
 def load_hw(path: str | Path) -> HwConfig:
-    """Read and validate a hardware YAML file.
+    """Read and validate a hardware YAML file. The ``cost:`` section is checked where the cost model is
+    applied (``accelsim.cost.check_cost_section``, called by the CLI and the API when they load a config).
 
     Raises:
         ConfigError: one line naming the file, the key path and what is allowed.
@@ -315,8 +316,4 @@ def load_hw(path: str | Path) -> HwConfig:
         cfg = HwConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
-    if cfg.cost is not None:
-        from accelsim.cost.table import check_cost_section  # lazy: the cost package imports this module
-
-        check_cost_section(cfg.cost, str(path))
     return cfg

@@ -79,7 +79,7 @@ _TRADEOFF_PANELS = (
 
 
 def tradeoff_grid(df: pd.DataFrame, *, title: str | None = None):
-    """Cost against accuracy, one row of panels per trace (rows of :func:`accelsim.cost.tradeoff.tradeoff`).
+    """Cost against accuracy, one row of panels per trace (rows of :func:`accelsim.explore.tradeoff.tradeoff`).
 
     x: perplexity increase over dense (``delta_ppl``); y: speedup, energy per token against dense, and area
     overhead of the sparsity hardware (log scale: unstructured is an order of magnitude above N:M). Points on

@@ -20,10 +20,10 @@ from accelsim.console import out_console as _out
 
 
 def _load(path: Path):
-    from accelsim.config.hw import load_hw
+    from accelsim.cli import load_checked_hw
 
     try:
-        return load_hw(path)
+        return load_checked_hw(path)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
 
@@ -227,7 +227,7 @@ def tradeoff_cmd(
 ) -> None:
     """Rank the patterns by energy per token and by area overhead against their perplexity increase, mark the
     Pareto fronts, and report which cost-table scalings move them."""
-    from accelsim.cost import tradeoff as to
+    import accelsim.explore as to
     from accelsim.trace.format import TraceError
 
     if (runs is None) == (not trace):

@@ -56,10 +56,21 @@ def main(
 
 
 def _load_hw(path: Path) -> HwConfig:
+    """``load_hw`` and the check of the config's ``cost:`` section; one line and exit 2 on either error."""
     try:
-        return load_hw(path)
+        return load_checked_hw(path)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+
+
+def load_checked_hw(path: Path) -> HwConfig:
+    """A validated config whose ``cost:`` overrides are checked against the cost tables (ConfigError if not)."""
+    cfg = load_hw(path)
+    if cfg.cost is not None:
+        from accelsim.cost import check_cost_section
+
+        check_cost_section(cfg.cost, str(path))
+    return cfg
 
 
 def _baseline_path(hw_path: Path, baseline: Path | None) -> Path | None:
@@ -175,7 +186,7 @@ def _join_accuracy(recs: list[dict[str, Any]], cfgs: list[HwConfig], accuracy: P
     import pandas as pd
 
     from accelsim.cost import CostError
-    from accelsim.cost.tradeoff import join_accuracy, load_accuracy
+    from accelsim.explore import join_accuracy, load_accuracy
 
     frame = pd.DataFrame(
         [
@@ -332,25 +343,25 @@ def validate(
 def _register_optional() -> None:
     """Commands whose modules pull optional stacks (torch) lazily; registered when importable."""
     try:
-        from accelsim.trace_cli import trace as trace_cmd
+        from accelsim.cli.trace import trace as trace_cmd
 
         app.command("trace")(trace_cmd)
     except ImportError:
         pass
     try:
-        from accelsim.eval_cli import eval_cmd
+        from accelsim.cli.eval import eval_cmd
 
         app.command("eval")(eval_cmd)
     except ImportError:
         pass
     try:
-        from accelsim.cost_cli import cost_cmd
+        from accelsim.cli.cost import cost_cmd
 
         app.command("cost")(cost_cmd)
     except ImportError:
         pass
     try:
-        from accelsim.cost_cli import tradeoff_cmd
+        from accelsim.cli.cost import tradeoff_cmd
 
         app.command("tradeoff")(tradeoff_cmd)
     except ImportError:

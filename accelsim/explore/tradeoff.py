@@ -11,15 +11,14 @@ selection criterion (the hardware's score is ``|x|``: ``magnitude``) and the mit
 with an empty perplexity and is not ranked.
 
 Energy is recomputed from the counts for every cost-table scaling, so the sensitivity analysis needs no new
-simulation: ``sensitivity`` scales chosen entries (e.g. ``energy.dram_bit`` x0.5 and x2) and reports which
-scalings change the Pareto front.
+simulation: ``accelsim.explore.sensitivity`` scales chosen entries (e.g. ``energy.dram_bit`` x0.5 and x2)
+and reports which scalings change the Pareto front.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,37 +32,19 @@ from accelsim.sim.actions import ACTIONS
 
 __all__ = [
     "ACCURACY_SCHEMA",
-    "DEFAULT_SCALINGS",
     "Run",
-    "breakeven",
     "cost_frame",
     "join_accuracy",
     "load_accuracy",
     "load_runs",
     "pareto_front",
     "save_runs",
-    "sensitivity",
     "simulate_runs",
     "tradeoff",
 ]
 
 ACCURACY_SCHEMA = "accelsim-accuracy/1"
 RUNS_SCHEMA = "accelsim-runs/1"
-
-DEFAULT_SCALINGS: dict[str, tuple[float, ...]] = {
-    "energy.dram_bit": (0.5, 2.0),
-    "energy.sram_read_64b_8kib": (0.5, 2.0),
-    "energy.mac_bf16_acc32": (0.5, 2.0),
-    "energy.mux2_bit": (0.5, 2.0),
-    "energy.comparator_bit": (0.5, 2.0),
-    "area.mux2_bit": (0.5, 2.0),
-    "area.comparator_bit": (0.5, 2.0),
-    "area.register_bit": (0.5, 2.0),
-    "area.sram_mib": (0.5, 2.0),
-    "area.mac_bf16_acc32": (0.5, 2.0),
-}
-"""Entries scaled by default in :func:`sensitivity` (sources disagree 2-4x: x0.5 and x2)."""
-
 
 @dataclass
 class Run:
@@ -412,109 +393,6 @@ def _fronts(df: pd.DataFrame) -> dict[tuple[str, str], frozenset[str]]:
     }
 
 
-def sensitivity(
-    runs: Sequence[Run],
-    accuracy: pd.DataFrame,
-    scalings: Mapping[str, Sequence[float]] | None = None,
-    *,
-    table: CostTable | None = None,
-    node_nm: int | None = None,
-    criterion: str = "magnitude",
-    mitigation: str | None = None,
-    model: str | None = None,
-) -> pd.DataFrame:
-    """For each entry and factor, recompute the trade-off with that one entry scaled and compare the fronts.
-
-    Returns one row per (entry, factor, trace, axis): the front's patterns, whether it ``changed`` against the
-    unscaled table, which patterns ``entered`` / ``left``, and whether the order by cost changed.
-    """
-    table = table or default_table()
-    scalings = DEFAULT_SCALINGS if scalings is None else scalings
-    kw = {"node_nm": node_nm, "criterion": criterion, "mitigation": mitigation, "model": model}
-    base = tradeoff(runs, accuracy, table=table, **kw)
-    base_fronts = _fronts(base)
-    order_col = {**AXES, "all": AXES["energy"]}
-    base_order = {
-        (t, axis): list(g.sort_values(col, kind="stable")["label"])
-        for t, g in base.groupby("trace")
-        for axis, col in order_col.items()
-    }
-    rows = []
-    for entry, factors in scalings.items():
-        for f in factors:
-            df = tradeoff(runs, accuracy, table=table.scaled({entry: f}), **kw)
-            fronts = _fronts(df)
-            for (trace, axis), front in fronts.items():
-                g = df[df["trace"] == trace]
-                order = list(g.sort_values(order_col[axis], kind="stable")["label"])
-                b = base_fronts[(trace, axis)]
-                rows.append(
-                    {
-                        "entry": entry,
-                        "factor": f,
-                        "trace": trace,
-                        "axis": axis,
-                        "front": " ".join(sorted(front, key=_pattern_order)),
-                        "changed": front != b,
-                        "entered": " ".join(sorted(front - b, key=_pattern_order)),
-                        "left": " ".join(sorted(b - front, key=_pattern_order)),
-                        "order_changed": order != base_order[(trace, axis)],
-                        "order": " < ".join(order),
-                    }
-                )
-    return pd.DataFrame(rows)
-
-
-def breakeven(
-    runs: Sequence[Run],
-    accuracy: pd.DataFrame,
-    entries: Iterable[str] | None = None,
-    *,
-    max_factor: float = 16.0,
-    steps_per_octave: int = 4,
-    table: CostTable | None = None,
-    node_nm: int | None = None,
-    criterion: str = "magnitude",
-    mitigation: str | None = None,
-    model: str | None = None,
-) -> pd.DataFrame:
-    """For each entry, the factors nearest to 1 (one below, one above) at which some Pareto front changes.
-
-    Factors are scanned on a geometric grid (``steps_per_octave`` per factor 2) out to ``1/max_factor`` and
-    ``max_factor``; an empty cell means no change within that range. Rows: ``entry``, ``down_factor``,
-    ``down_change``, ``up_factor``, ``up_change`` (what changed: ``trace/axis: +entered -left``).
-    """
-    table = table or default_table()
-    entries = list(DEFAULT_SCALINGS if entries is None else entries)
-    kw = {"node_nm": node_nm, "criterion": criterion, "mitigation": mitigation, "model": model}
-    base = _fronts(tradeoff(runs, accuracy, table=table, **kw))
-    n = int(round(math.log2(max_factor) * steps_per_octave))
-    grid = [2 ** (i / steps_per_octave) for i in range(1, n + 1)]
-    rows = []
-    for entry in entries:
-        row: dict[str, Any] = {"entry": entry}
-        for side, factors in (("down", [1 / g for g in grid]), ("up", grid)):
-            row[f"{side}_factor"], row[f"{side}_change"] = None, ""
-            for f in factors:
-                fronts = _fronts(tradeoff(runs, accuracy, table=table.scaled({entry: f}), **kw))
-                diff = [
-                    f"{t}/{axis}: "
-                    + " ".join(
-                        [
-                            *(f"+{p}" for p in sorted(fr - base[(t, axis)])),
-                            *(f"-{p}" for p in sorted(base[(t, axis)] - fr)),
-                        ]
-                    )
-                    for (t, axis), fr in fronts.items()
-                    if fr != base[(t, axis)]
-                ]
-                if diff:
-                    row[f"{side}_factor"], row[f"{side}_change"] = f, "; ".join(diff)
-                    break
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def _pattern_order(label: str) -> tuple[int, float]:
     pattern = label.split(" ")[0]
     if pattern == "dense":
@@ -522,20 +400,3 @@ def _pattern_order(label: str) -> tuple[int, float]:
     if ":" in pattern:
         return (1, float(pattern.split(":")[1]))
     return (2, 0.0)
-
-
-def parse_scalings(specs: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    """``["energy.dram_bit=0.5,2", "area.mux2_bit=0.5,2"]`` -> ``{"energy.dram_bit": (0.5, 2.0), ...}``."""
-    out: dict[str, tuple[float, ...]] = {}
-    for s in specs:
-        key, sep, vals = s.partition("=")
-        if not sep or not key.strip() or not vals.strip():
-            raise CostError(f"--scale {s!r}: expected ENTRY=F1,F2 (e.g. energy.dram_bit=0.5,2)")
-        try:
-            fs = tuple(float(v) for v in vals.split(","))
-        except ValueError:
-            raise CostError(f"--scale {s!r}: factors must be numbers") from None
-        if any(not f > 0 for f in fs):
-            raise CostError(f"--scale {s!r}: factors must be > 0")
-        out[key.strip()] = fs
-    return out
