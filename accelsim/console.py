@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["out_console", "err_console", "fail", "ProgressBar"]
+__all__ = ["out_console", "err_console", "fail", "ProgressBar", "ProgressLines"]
 
 out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
@@ -67,3 +67,36 @@ class ProgressBar:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+
+
+class ProgressLines:
+    """``progress(done, total)`` for a sweep: a rich bar with ETA on a terminal; otherwise one plain line on
+    stderr each time another ``every_percent`` of the work is done (CI logs get ~20 lines, not thousands)."""
+
+    def __init__(self, label: str, every_percent: float = 5.0):
+        self.label = label
+        self.every = every_percent
+        self.t0 = time.monotonic()
+        self.bar = ProgressBar(label) if err_console.is_terminal else None
+        self.next_pct = 0.0
+        self.first: int | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.first is None:
+            self.first = done  # runs found already done do not count towards the rate
+        if self.bar is not None:
+            self.bar(done, total)
+            return
+        pct = 100.0 * done / total if total else 100.0
+        if pct + 1e-9 < self.next_pct and done != total:
+            return
+        while self.next_pct <= pct + 1e-9:
+            self.next_pct += self.every
+        elapsed = time.monotonic() - self.t0
+        new = done - self.first
+        eta = f", eta {elapsed / new * (total - done):.0f} s" if new and done < total else ""
+        err_console.print(f"{self.label}: {done}/{total} ({pct:.0f}%), elapsed {elapsed:.0f} s{eta}", soft_wrap=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -366,6 +366,9 @@ def _register_optional() -> None:
         app.command("tradeoff")(tradeoff_cmd)
     except ImportError:
         pass
+    from accelsim.cli.sweep import EPILOG, sweep_cmd
+
+    app.command("sweep", epilog=EPILOG)(sweep_cmd)
 
 
 _register_optional()

@@ -46,6 +46,7 @@ __all__ = [
 ACCURACY_SCHEMA = "accelsim-accuracy/1"
 RUNS_SCHEMA = "accelsim-runs/1"
 
+
 @dataclass
 class Run:
     """The action counts of one config on one trace (all that the cost model needs)."""

@@ -1,0 +1,225 @@
+"""`accelsim sweep`: points over any config key, validation before anything runs, resume after a kill, and
+byte-identical tables on local processes and a Dask LocalCluster. Sweeps run on the committed real traces."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from accelsim.cli import app
+from accelsim.config import load_hw
+from accelsim.explore import grid as g
+from accelsim.explore import sweep as sw
+
+ROOT = Path(__file__).resolve().parents[1]
+HW = ROOT / "hw_configs"
+PREFILL = ROOT / "traces" / "smollm2-135m_prefill32.npz"
+runner = CliRunner()
+
+
+def _sweep(out: Path, *args: str) -> object:
+    return runner.invoke(app, ["sweep", "--trace", str(PREFILL), "--out", str(out), *args])
+
+
+# --- points ---------------------------------------------------------------------------------------------------
+
+
+def test_set_values_are_typed_and_the_product_is_ordered():
+    assert g.parse_set("array.mma.units=4, 8,16") == ("array.mma.units", [4, 8, 16])
+    assert g.parse_set("dram.bandwidth_gb_per_s=1e3,inf")[1][0] == 1000.0
+    assert g.parse_set("sparsity.pattern=2:4,8:16") == ("sparsity.pattern", ["2:4", "8:16"])
+    combos = g.expand(None, [("a.x", [1, 2]), ("b.y", ["p", "q"])])
+    assert combos == [{"a.x": 1, "b.y": "p"}, {"a.x": 1, "b.y": "q"}, {"a.x": 2, "b.y": "p"}, {"a.x": 2, "b.y": "q"}]
+    with pytest.raises(g.SweepError, match="given twice"):
+        g.expand(None, [("a", [1]), ("a", [2])])
+
+
+def test_a_point_is_the_config_with_the_key_changed_and_validated_like_a_file():
+    base = load_hw(HW / "nm8_16.yaml")
+    (p,) = g.build_points(
+        HW / "nm8_16.yaml", [{"sparsity.pattern": "2:4", "dram.bandwidth_gb_per_s": 512.0}], HW / "dense.yaml"
+    )
+    assert (p.hw.sparsity.n, p.hw.sparsity.m, p.hw.dram.bandwidth_gb_per_s) == (2, 4, 512.0)
+    assert p.hw.array == base.array and p.hw.sram == base.sram  # nothing else moved
+    # the baseline is the same machine without sparsity hardware: the DRAM change applies, the pattern not
+    assert p.baseline.sparsity.kind == "dense" and p.baseline.dram.bandwidth_gb_per_s == 512.0
+
+
+def test_grid_files_yaml_and_csv(tmp_path):
+    y = tmp_path / "g.yaml"
+    y.write_text("points:\n  - {sparsity.pattern: '2:4', array.mma.units: 4}\n  - {sparsity.pattern: '8:16'}\n")
+    c = tmp_path / "g.csv"
+    c.write_text("sparsity.pattern,array.mma.units\n2:4,4\n8:16,16\n")
+    assert g.read_grid(y) == [{"sparsity.pattern": "2:4", "array.mma.units": 4}, {"sparsity.pattern": "8:16"}]
+    assert g.read_grid(c)[1] == {"sparsity.pattern": "8:16", "array.mma.units": 16}
+    combos = g.expand(g.read_grid(c), [("dram.bandwidth_gb_per_s", [128, 256])])
+    assert len(combos) == 4 and combos[1] == {
+        "sparsity.pattern": "2:4",
+        "array.mma.units": 4,
+        "dram.bandwidth_gb_per_s": 256,
+    }
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--set", "array.mma.unitz=4,8"], ["array.mma.unitz=4", "unknown key 'unitz'", "units"]),
+        (["--set", "array.mma.units=4,abc"], ["array.mma.units=abc", "valid integer"]),
+        (["--set", "array.mma.units="], ["array.mma.units", "empty"]),
+        (["--set", "sparsity.n=4,17"], ["sparsity.n=17", "n must be <= m"]),
+        (["--set", "sram.weight_buffer_bytes=64,524288"], ["sram.weight_buffer_bytes=64", "no weight tile fits"]),
+        (["--set", "cost.node_nm=45,3"], ["cost.node_nm=3", "must be one of 45, 16, 7, 5"]),
+        (["--set", "sparsity.pattern=8:16", "--scheduler", "nowhere"], ["--scheduler nowhere", "tcp://HOST:PORT"]),
+        ([], ["nothing to sweep"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_runs(tmp_path, args, words):
+    out = tmp_path / "out"
+    r = _sweep(out, *args)
+    assert r.exit_code == 2, r.output
+    assert r.output.count("error:") == 1 and len(r.output.strip().splitlines()) == 1, r.output
+    for w in words:
+        assert w in r.output
+    assert not out.exists()
+
+
+def test_a_dask_address_that_does_not_answer_fails_before_any_point_runs(tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    addr = f"tcp://127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    r = _sweep(out, "--set", "sparsity.pattern=8:16", "--scheduler", addr, "--timeout-s", "1")
+    assert r.exit_code == 2 and addr in r.output and "no Dask scheduler answered" in r.output
+    assert time.monotonic() - t0 < 30
+    assert not out.exists()
+
+
+# --- running --------------------------------------------------------------------------------------------------
+
+SMALL = ["--set", "sparsity.pattern=2:4,8:16", "--set", "dram.bandwidth_gb_per_s=128,256"]
+
+
+def test_table_one_row_per_point_units_and_the_dense_comparison(tmp_path):
+    r = _sweep(tmp_path / "a", *SMALL, "--workers", "1")
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(tmp_path / "a" / "sweep.csv")
+    assert list(df["point_index"]) == [0, 1, 2, 3]
+    assert list(df["sparsity.pattern"]) == ["2:4", "2:4", "8:16", "8:16"]
+    assert list(df["dram.bandwidth_gb_per_s"]) == [128, 256, 128, 256]
+    # one journal line per distinct run: 4 points + 2 dense machines (one per bandwidth)
+    assert len((tmp_path / "a" / sw.JOURNAL).read_text().splitlines()) == 6
+    # the point at 256 GB/s is the shipped nm8_16 machine with its pattern: same cycles as `accelsim run`
+    from accelsim.api import evaluate
+
+    rec = evaluate(HW / "nm8_16.yaml", PREFILL, baseline=HW / "dense.yaml")
+    row = df[(df["sparsity.pattern"] == "8:16") & (df["dram.bandwidth_gb_per_s"] == 256)].iloc[0]
+    assert row["cycles"] == rec["cycles"] and row["speedup_vs_dense"] == pytest.approx(rec["speedup_vs_dense"])
+    assert row["area_overhead_percent"] == pytest.approx(100 * rec["sparsity_area_overhead_fraction"])
+    assert row["energy_pj"] == pytest.approx(rec["energy_pj"], rel=1e-9)
+    # halving DRAM bandwidth never makes a point faster
+    slow = df.set_index(["sparsity.pattern", "dram.bandwidth_gb_per_s"])["cycles"]
+    assert slow["2:4", 128] >= slow["2:4", 256] and slow["8:16", 128] >= slow["8:16", 256]
+    unitless = {"trace", "phase", "tokens", "config", "pattern", "mitigation", "point_index"}
+    units = (
+        "_cycles",
+        "cycles",
+        "_us",
+        "_pj",
+        "_um2",
+        "_bytes",
+        "_percent",
+        "_per_cycle",
+        "_per_s",
+        "_per_token",
+        "_vs_dense",
+        "utilization",
+        "density",
+        "_macs",
+    )
+    for col in df.columns:
+        if col in unitless or col.startswith("sparsity."):
+            continue
+        assert col.endswith(units) or ".".join(col.split(".")[:1]) in ("energy_pj", "area_um2"), col
+
+
+def test_local_processes_and_a_local_cluster_give_identical_bytes(tmp_path):
+    pytest.importorskip("distributed")
+    a, b = tmp_path / "a", tmp_path / "b"
+    args = ["--set", "sparsity.pattern=2:4,8:16"]
+    assert _sweep(a, *args, "--workers", "1").exit_code == 0
+    r = _sweep(b, *args, "--scheduler", "local", "--workers", "2")
+    assert r.exit_code == 0, r.output
+    assert (a / "sweep.csv").read_bytes() == (b / "sweep.csv").read_bytes()
+    if (a / "sweep.parquet").exists():
+        assert (a / "sweep.parquet").read_bytes() == (b / "sweep.parquet").read_bytes()
+
+
+def test_a_killed_sweep_resumes_without_recomputing_and_ends_with_the_same_table(tmp_path):
+    args = ["--set", "sparsity.pattern=2:4,4:8,8:16,16:32", "--set", "dram.bandwidth_gb_per_s=128,256"]
+    ref = tmp_path / "ref"
+    assert _sweep(ref, *args, "--workers", "1").exit_code == 0
+    n_runs = len((ref / sw.JOURNAL).read_text().splitlines())
+    assert n_runs == 10  # 8 points + 2 dense machines
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "accelsim", "sweep", "--trace", str(PREFILL), "--out", str(out), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*cmd, "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out / sw.JOURNAL
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.is_file() and len(journal.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(journal.read_text().splitlines())
+    assert 3 <= done_before < n_runs, "the sweep ended before it could be killed"
+    assert not (out / "sweep.csv").exists()
+    with journal.open("a") as fh:  # a line torn by the kill is ignored
+        fh.write('{"key": "abc", "res')
+
+    r = _sweep(out, *args, "--workers", "1")
+    assert r.exit_code == 0, r.output
+    assert f"resumed: {done_before} of {n_runs} runs" in r.output
+    keys = [
+        json.loads(x)["key"] for x in journal.read_text().splitlines() if x.startswith('{"key": "') and "result" in x
+    ]
+    assert len(keys) == n_runs == len(set(keys))  # every run once: nothing finished was computed again
+    assert (out / "sweep.csv").read_bytes() == (ref / "sweep.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_48_points_local_processes_and_local_cluster_identical(tmp_path):
+    pytest.importorskip("distributed")
+    args = [
+        "--set", "sparsity.pattern=2:4,4:8,8:16,16:32",
+        "--set", "array.mma.units=4,8,16,32",
+        "--set", "dram.bandwidth_gb_per_s=128,256,512",
+    ]  # fmt: skip
+    a, b = tmp_path / "procs", tmp_path / "dask"
+    r = _sweep(a, *args, "--workers", "2")
+    assert r.exit_code == 0, r.output
+    r = _sweep(b, *args, "--scheduler", "local", "--workers", "2")
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(a / "sweep.csv")
+    assert len(df) == 48 and df["point_index"].tolist() == list(range(48))
+    assert (a / "sweep.csv").read_bytes() == (b / "sweep.csv").read_bytes()
