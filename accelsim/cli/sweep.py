@@ -7,16 +7,20 @@ is one line on stderr and exit 2 before any point runs.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from accelsim import __version__
 from accelsim.config.yaml_io import ConfigError
 from accelsim.console import ProgressLines
 from accelsim.console import fail as _fail
 from accelsim.console import out_console as _out
 
-EPILOG = "Terms and column names: docs/glossary.md. How to run 10,000 points on a cluster: docs/sweeps.md."
+EPILOG = "Keys, columns, resuming and how to run 10,000 points on a Dask cluster: docs/sweeps.md."
 
 
 def sweep_cmd(
@@ -33,7 +37,9 @@ def sweep_cmd(
         help="Listed points: YAML (a list of {key: value}) or CSV (a header of keys); combined with --set.",
     ),
     traces: list[Path] = typer.Option(..., "--trace", help="Trace .npz; repeat for several (see traces/)."),
-    out: Path = typer.Option(..., "--out", help="Directory: journal.jsonl (resume), sweep.csv, sweep.parquet."),
+    out: Path = typer.Option(
+        ..., "--out", help="Directory: journal.jsonl (resume), sweep.csv, sweep.json, sweep_tradeoff.png."
+    ),
     baseline: Path | None = typer.Option(
         None,
         "--baseline",
@@ -51,6 +57,9 @@ def sweep_cmd(
         None, "--accuracy", help="Results JSON of `accelsim eval`: adds ppl and delta_ppl by pattern and mitigation."
     ),
     criterion: str = typer.Option("magnitude", "--criterion", help="Selection criterion of the joined accuracy."),
+    plot: bool = typer.Option(
+        True, "--plot/--no-plot", help="Also write sweep_tradeoff.png (speedup vs area and energy, Pareto fronts)."
+    ),
 ) -> None:
     """Sweep any config keys over their listed values on one or more traces; a tidy table, one row per point.
 
@@ -96,6 +105,8 @@ def sweep_cmd(
     progress = ProgressLines("sweep runs")
     try:
         df, already = sw.run_sweep(points, refs, out, sched, progress=progress)
+    except ConfigError as exc:  # a worker saw another trace file (shared storage out of date)
+        raise _fail(str(exc)) from None
     finally:
         progress.close()
         sched.close()
@@ -105,19 +116,45 @@ def sweep_cmd(
         from accelsim.explore import join_accuracy
 
         df = join_accuracy(df, acc, criterion=criterion)
-    written = write_tables(out, df)
+    keys = list(dict.fromkeys(k for p in points for k in p.values))
+    meta = {
+        "schema": "accelsim-sweep/1",
+        "accelsim_version": __version__,
+        "hw_config": str(hw),
+        "baseline": str(base) if base is not None else None,
+        "keys": keys,
+        "traces": [{"name": r.name, "path": r.path, "sha256": r.sha256} for r in refs],
+    }
+    written = write_tables(out, df, meta, keys, plot)
     _out.print(f"wrote {', '.join(str(p) for p in written)}")
 
 
-def write_tables(out: Path, df) -> list[Path]:
-    """``sweep.csv`` always, ``sweep.parquet`` when pyarrow is installed; both or neither (atomic)."""
+def write_tables(out: Path, df, meta: dict[str, Any], keys: list[str], plot: bool) -> list[Path]:
+    """``sweep.csv``, ``sweep.json`` (the same rows at full precision, with provenance) and, with ``plot``
+    and the dense comparison, ``sweep_tradeoff.png``: all or none (atomic)."""
     from accelsim.report.tables import csv_writer, write_atomic
 
-    writers = {"sweep.csv": csv_writer(df)}
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        writers["sweep.parquet"] = lambda p: df.to_parquet(p, index=False, engine="pyarrow")
+    record = json.dumps({**meta, "rows": json_rows(df)}, indent=1, allow_nan=False) + "\n"  # columns in table order
+    writers = {"sweep.csv": csv_writer(df), "sweep.json": lambda p: p.write_text(record, encoding="utf-8")}
+    if plot and "speedup_vs_dense" in df.columns:
+
+        def draw(path: Path) -> None:
+            from accelsim.report.plots import sweep_tradeoff
+
+            fig = sweep_tradeoff(df, keys, title=f"sweep of {meta['hw_config']}: speed against area and energy")
+            fig.savefig(path, dpi=110, metadata={"Software": None})
+
+        writers["sweep_tradeoff.png"] = draw
     return write_atomic(out, writers)
+
+
+def json_rows(df) -> list[dict[str, Any]]:
+    """The table's rows as JSON-ready dicts: numpy scalars as Python numbers, NaN (no value) as null."""
+    rows = []
+    for rec in df.to_dict(orient="records"):
+        row = {}
+        for k, v in rec.items():
+            v = v.item() if hasattr(v, "item") else v
+            row[k] = None if isinstance(v, float) and math.isnan(v) else v
+        rows.append(row)
+    return rows

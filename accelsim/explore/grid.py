@@ -119,6 +119,14 @@ def expand(grid: Sequence[Mapping[str, Any]] | None, sets: Sequence[tuple[str, S
     return [{**g, **dict(zip(keys, c, strict=True))} for g in base for c in combos]
 
 
+def _allowed(ref: Mapping[str, Any], parents: Sequence[str]) -> str:
+    """The keys that may follow ``parents``: the schema's (sections marked ``.``), plus a virtual key there."""
+    scope = ".".join(parents)
+    names = [f"{k}." if isinstance(v, dict) or (not parents and k == "cost") else k for k, v in ref.items()]
+    names += [k.rpartition(".")[2] for k in VIRTUAL_KEYS if k.rpartition(".")[0] == scope]
+    return ", ".join(sorted(set(names)))
+
+
 def _set(data: dict, full: dict, key: str, value: Any) -> None:
     """Put ``value`` at dotted ``key`` of the YAML mapping ``data``; ``full`` is the validated config dumped
     with every default, which says which keys exist."""
@@ -146,8 +154,7 @@ def _set(data: dict, full: dict, key: str, value: Any) -> None:
             ref = {}
             continue
         if part not in ref:
-            allowed = ", ".join(sorted(k for k in ref if isinstance(ref[k], dict) or k == "cost"))
-            raise SweepError(f"{key}={value}: unknown key '{where}' (sections here: {allowed})")
+            raise SweepError(f"{key}={value}: unknown key '{where}' (allowed here: {_allowed(ref, parents[:depth])})")
         if not isinstance(ref[part], dict):
             if ref[part] is None:
                 raise SweepError(f"{key}={value}: '{where}' is not set in this config (nothing to change)")
@@ -158,9 +165,8 @@ def _set(data: dict, full: dict, key: str, value: Any) -> None:
             nxt = node[part] = {}
         node = nxt
     if not in_cost and leaf not in ref:
-        allowed = sorted(ref) + (sorted(VIRTUAL_KEYS) if not parents else [])
         scope = ".".join(parents) or "<top>"
-        raise SweepError(f"{key}={value}: unknown key '{leaf}' in {scope} (allowed: {', '.join(allowed)})")
+        raise SweepError(f"{key}={value}: unknown key '{leaf}' in {scope} (allowed: {_allowed(ref, parents)})")
     if isinstance(ref.get(leaf), dict):
         raise SweepError(f"{key}={value}: '{key}' is a section; give one of its keys")
     node[leaf] = value

@@ -162,6 +162,7 @@ class Scheduler:
                 raise SweepError(
                     f"--scheduler {spec}: no Dask scheduler answered within {timeout_s:g} s ({msg})"
                 ) from None
+            self.workers = len(self.client.scheduler_info().get("workers", {}))
 
     def run(self, tasks: Sequence[tuple[str, dict, str, str]]) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield ``(key, result)`` as runs finish, in completion order."""

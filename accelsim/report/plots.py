@@ -126,3 +126,59 @@ def tradeoff_grid(df: pd.DataFrame, *, title: str | None = None):
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
+
+
+_SWEEP_PLANES = (
+    ("area_overhead_percent", "sparsity area overhead vs the dense machine (%)"),
+    ("energy_vs_dense", "energy vs the dense machine (ratio, lower is better)"),
+)
+
+
+def _point_label(row: pd.Series, keys: list[str]) -> str:
+    """The swept values of a point, keys shortened to their last part: ``pattern=2:4 units=8``."""
+    return " ".join(f"{k.rpartition('.')[2]}={row[k]}" for k in keys)
+
+
+def sweep_tradeoff(df: pd.DataFrame, keys: list[str], *, title: str | None = None):
+    """Trade-offs of a sweep (rows of ``accelsim sweep``'s table), one row of panels per trace.
+
+    y: ``speedup_vs_dense`` (higher is better); x: area overhead and energy against the dense machine of the
+    same point (lower is better). Points on the panel's Pareto front (no other point is at least as fast and
+    at most as costly, and better in one) are filled, joined and labelled with their swept ``keys``; the
+    others are hollow and unlabelled, so that a sweep of hundreds of points stays readable.
+    """
+    from accelsim.explore.tradeoff import pareto_front
+
+    traces = list(dict.fromkeys(df["trace"]))
+    fig, axes = _pyplot().subplots(
+        len(traces), len(_SWEEP_PLANES), figsize=(12, 4.2 * len(traces)), squeeze=False, layout="constrained"
+    )
+    for r, tr in enumerate(traces):
+        g = df[df["trace"] == tr].assign(_slowdown=lambda d: -d["speedup_vs_dense"])
+        for c, (col, label) in enumerate(_SWEEP_PLANES):
+            ax = axes[r][c]
+            on = pareto_front(g, col, accuracy="_slowdown")
+            ax.scatter(g[col], g["speedup_vs_dense"], s=30, facecolors="none", edgecolors="C0", zorder=2,
+                       label=f"sweep point ({len(g)})")  # fmt: skip
+            f = g[on].sort_values(col)
+            ax.plot(f[col], f["speedup_vs_dense"], "o-", color="C1", ms=6, lw=1, zorder=3,
+                    label=f"Pareto front ({len(f)})")  # fmt: skip
+            for i, (_, p) in enumerate(f.iterrows()):
+                ax.annotate(  # alternate above/below: neighbours on the front do not overprint
+                    _point_label(p, keys),
+                    (p[col], p["speedup_vs_dense"]),
+                    xytext=(4, 6 if i % 2 == 0 else -6),
+                    textcoords="offset points",
+                    va="bottom" if i % 2 == 0 else "top",
+                    fontsize=7,
+                )
+            ax.margins(x=0.12, y=0.15)
+            ax.set_xlabel(label, fontsize=9)
+            ax.set_ylabel("speedup vs the dense machine (x)", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, frameon=False, loc="lower right")
+            if c == 0:
+                ax.set_title(f"{tr} ({g['phase'].iloc[0]})", fontsize=9, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
