@@ -81,8 +81,14 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--set", "array.mma.unitz=4,8"], ["array.mma.unitz=4", "unknown key 'unitz'", "units"]),
+        (["--set", "array.mma.unitz=4,8"], ["array.mma.unitz=4", "unknown key 'unitz' in array.mma", "units"]),
+        (["--set", "arary.mma.units=4"], ["unknown key 'arary'", "allowed here: array., clock_hz, cost."]),
+        (["--set", "sparsity.patern=2:4"], ["unknown key 'patern' in sparsity", "n, pattern, selection"]),
+        (["--set", "sparsity.pattern=8-16"], ["sparsity.pattern=8-16", "expected N:M"]),
         (["--set", "array.mma.units=4,abc"], ["array.mma.units=abc", "valid integer"]),
+        (["--set", "dram.bandwidth_gb_per_s=fast"], ["dram.bandwidth_gb_per_s=fast", "valid number"]),
+        (["--set", "sparsity.weight_fetch=dense,all"], ["sparsity.weight_fetch=all", "'dense' or 'gather_rows'"]),
+        (["--set", "array=4"], ["array=4", "is a section"]),
         (["--set", "array.mma.units="], ["array.mma.units", "empty"]),
         (["--set", "sparsity.n=4,17"], ["sparsity.n=17", "n must be <= m"]),
         (["--set", "sram.weight_buffer_bytes=64,524288"], ["sram.weight_buffer_bytes=64", "no weight tile fits"]),
@@ -112,6 +118,22 @@ def test_a_dask_address_that_does_not_answer_fails_before_any_point_runs(tmp_pat
     assert not out.exists()
 
 
+def test_a_bad_grid_row_names_its_key_and_nothing_runs(tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("- {sparsity.pattern: '2:4'}\n- {sparsity.pattern: '8:16', sram.weight_bufer_bytes: 1024}\n")
+    out = tmp_path / "out"
+    r = _sweep(out, "--grid", str(grid))
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "unknown key 'weight_bufer_bytes' in sram" in r.output and "weight_buffer_bytes" in r.output
+    assert not out.exists()
+
+
+def test_a_worker_that_sees_another_trace_file_refuses_to_run(tmp_path):
+    hw = load_hw(HW / "nm8_16.yaml").model_dump(mode="json")
+    with pytest.raises(g.SweepError, match="sha256 .* on this worker, expected 000000000000"):
+        sw.run_task(hw, str(PREFILL), "0" * 64)
+
+
 # --- running --------------------------------------------------------------------------------------------------
 
 SMALL = ["--set", "sparsity.pattern=2:4,8:16", "--set", "dram.bandwidth_gb_per_s=128,256"]
@@ -133,7 +155,14 @@ def test_table_one_row_per_point_units_and_the_dense_comparison(tmp_path):
     row = df[(df["sparsity.pattern"] == "8:16") & (df["dram.bandwidth_gb_per_s"] == 256)].iloc[0]
     assert row["cycles"] == rec["cycles"] and row["speedup_vs_dense"] == pytest.approx(rec["speedup_vs_dense"])
     assert row["area_overhead_percent"] == pytest.approx(100 * rec["sparsity_area_overhead_fraction"])
-    assert row["energy_pj"] == pytest.approx(rec["energy_pj"], rel=1e-9)
+    # sweep.json has the same rows at full precision (the CSV keeps 9 significant digits)
+    rec_json = json.loads((tmp_path / "a" / "sweep.json").read_text())
+    assert rec_json["keys"] == ["sparsity.pattern", "dram.bandwidth_gb_per_s"] and len(rec_json["rows"]) == 4
+    assert list(rec_json["rows"][0]) == list(df.columns)
+    (jrow,) = [x for x in rec_json["rows"] if x["sparsity.pattern"] == "8:16" and x["dram.bandwidth_gb_per_s"] == 256]
+    assert jrow["energy_pj"] == pytest.approx(rec["energy_pj"], rel=1e-12)
+    assert row["energy_pj"] == pytest.approx(rec["energy_pj"], rel=1e-8)
+    assert (tmp_path / "a" / "sweep_tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # halving DRAM bandwidth never makes a point faster
     slow = df.set_index(["sparsity.pattern", "dram.bandwidth_gb_per_s"])["cycles"]
     assert slow["2:4", 128] >= slow["2:4", 256] and slow["8:16", 128] >= slow["8:16", 256]
@@ -160,16 +189,28 @@ def test_table_one_row_per_point_units_and_the_dense_comparison(tmp_path):
         assert col.endswith(units) or ".".join(col.split(".")[:1]) in ("energy_pj", "area_um2"), col
 
 
-def test_local_processes_and_a_local_cluster_give_identical_bytes(tmp_path):
+OUTPUTS = ("sweep.csv", "sweep.json", "sweep_tradeoff.png")
+
+
+def test_one_process_two_processes_and_a_local_cluster_give_identical_bytes(tmp_path):
     pytest.importorskip("distributed")
-    a, b = tmp_path / "a", tmp_path / "b"
-    args = ["--set", "sparsity.pattern=2:4,8:16"]
-    assert _sweep(a, *args, "--workers", "1").exit_code == 0
-    r = _sweep(b, *args, "--scheduler", "local", "--workers", "2")
-    assert r.exit_code == 0, r.output
-    assert (a / "sweep.csv").read_bytes() == (b / "sweep.csv").read_bytes()
-    if (a / "sweep.parquet").exists():
-        assert (a / "sweep.parquet").read_bytes() == (b / "sweep.parquet").read_bytes()
+    args = ["--set", "sparsity.pattern=2:4,8:16", "--set", "array.mma.units=4,8"]
+    runs = {
+        "one": ["--workers", "1"],
+        "two": ["--workers", "2"],
+        "dask": ["--scheduler", "local", "--workers", "2"],
+    }
+    for name, extra in runs.items():
+        r = _sweep(tmp_path / name, *args, *extra)
+        assert r.exit_code == 0, r.output
+        assert len((tmp_path / name / sw.JOURNAL).read_text().splitlines()) == 6  # 4 points + 2 dense machines
+    for f in OUTPUTS:
+        ref = (tmp_path / "one" / f).read_bytes()
+        assert (tmp_path / "two" / f).read_bytes() == ref, f
+        assert (tmp_path / "dask" / f).read_bytes() == ref, f
+    # and the journals hold the same runs, only in another order
+    lines = {n: sorted((tmp_path / n / sw.JOURNAL).read_text().splitlines()) for n in runs}
+    assert lines["one"] == lines["two"] == lines["dask"]
 
 
 def test_a_killed_sweep_resumes_without_recomputing_and_ends_with_the_same_table(tmp_path):
@@ -204,7 +245,8 @@ def test_a_killed_sweep_resumes_without_recomputing_and_ends_with_the_same_table
         json.loads(x)["key"] for x in journal.read_text().splitlines() if x.startswith('{"key": "') and "result" in x
     ]
     assert len(keys) == n_runs == len(set(keys))  # every run once: nothing finished was computed again
-    assert (out / "sweep.csv").read_bytes() == (ref / "sweep.csv").read_bytes()
+    for f in OUTPUTS:
+        assert (out / f).read_bytes() == (ref / f).read_bytes(), f
 
 
 @pytest.mark.slow
@@ -222,4 +264,5 @@ def test_48_points_local_processes_and_local_cluster_identical(tmp_path):
     assert r.exit_code == 0, r.output
     df = pd.read_csv(a / "sweep.csv")
     assert len(df) == 48 and df["point_index"].tolist() == list(range(48))
-    assert (a / "sweep.csv").read_bytes() == (b / "sweep.csv").read_bytes()
+    for f in OUTPUTS:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
