@@ -150,7 +150,7 @@ class Scheduler:
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: no clash with a cluster already on 8787
                 silence_logs=logging.ERROR,
             )
             self.client = distributed.Client(self.cluster)
