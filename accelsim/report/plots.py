@@ -167,9 +167,9 @@ def sweep_tradeoff(df: pd.DataFrame, keys: list[str], *, title: str | None = Non
 
     y: ``speedup_vs_dense`` (higher is better); x: area overhead and energy against the dense machine of the
     same point (lower is better), and the perplexity increase when the table has ``delta_ppl`` (``--accuracy``;
-    points without an accuracy record are not drawn in that panel). Points on the panel's Pareto front (no other point is at least as fast and
-    at most as costly, and better in one) are filled, joined and labelled with their swept ``keys``; the
-    others are hollow and unlabelled, so that a sweep of hundreds of points stays readable.
+    points without an accuracy record are not drawn in that panel). Points on the panel's Pareto front (no
+    other point is at least as fast and at most as costly, and better in one) are filled, joined and labelled
+    with their swept ``keys``; the others are hollow and unlabelled, so that hundreds of points stay readable.
     """
     from accelsim.explore.tradeoff import pareto_front
 
