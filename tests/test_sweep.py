@@ -134,6 +134,19 @@ def test_a_worker_that_sees_another_trace_file_refuses_to_run(tmp_path):
         sw.run_task(hw, str(PREFILL), "0" * 64)
 
 
+def test_progress_off_a_terminal_is_a_line_per_five_percent_not_one_per_run(capsys):
+    from accelsim.console import ProgressLines
+
+    prog = ProgressLines("sweep runs")
+    for done in range(0, 1001):
+        prog(done, 1000)
+    prog.close()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 21  # 0 %, 5 %, ..., 100 %
+    assert lines[0].startswith("sweep runs: 0/1000 (0%)") and lines[-1].startswith("sweep runs: 1000/1000 (100%)")
+    assert all("elapsed" in x for x in lines)
+
+
 # --- running --------------------------------------------------------------------------------------------------
 
 SMALL = ["--set", "sparsity.pattern=2:4,8:16", "--set", "dram.bandwidth_gb_per_s=128,256"]
