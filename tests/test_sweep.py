@@ -226,6 +226,20 @@ def test_one_process_two_processes_and_a_local_cluster_give_identical_bytes(tmp_
     assert lines["one"] == lines["two"] == lines["dask"]
 
 
+def test_an_existing_dask_scheduler_by_address_gives_the_same_bytes_and_resumes_a_local_sweep(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    one, tcp = tmp_path / "one", tmp_path / "tcp"
+    assert _sweep(one, "--set", "sparsity.pattern=2:4,8:16", "--workers", "1").exit_code == 0
+    # half of the sweep done locally, the rest on the cluster: only the missing runs go there
+    assert _sweep(tcp, "--set", "sparsity.pattern=2:4", "--workers", "1").exit_code == 0
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
+        r = _sweep(tcp, "--set", "sparsity.pattern=2:4,8:16", "--scheduler", cluster.scheduler_address)
+    assert r.exit_code == 0, r.output
+    assert "(1 workers)" in r.output and "resumed: 2 of 3 runs" in r.output
+    for f in OUTPUTS:
+        assert (tcp / f).read_bytes() == (one / f).read_bytes(), f
+
+
 def test_a_killed_sweep_resumes_without_recomputing_and_ends_with_the_same_table(tmp_path):
     args = ["--set", "sparsity.pattern=2:4,4:8,8:16,16:32", "--set", "dram.bandwidth_gb_per_s=128,256"]
     ref = tmp_path / "ref"
