@@ -79,3 +79,40 @@ def test_padding_token_rows_carry_no_metadata():
     hw, w = _one_token("nm2_4.yaml")
     # one real token of the 8-row instruction: 32 kept slots x 2 index bits, for each of 32/16 = 2 output blocks
     assert w.actions[Action.METADATA_READ_BIT.value] == 2 * 32 * 2
+
+
+def _run_with(tmp_path, base: str, edit) -> tuple[int, str, Path]:
+    import yaml
+    from typer.testing import CliRunner
+
+    from accelsim.cli import app
+
+    data = yaml.safe_load((HW / base).read_text())
+    edit(data)
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    trace = HW.parent / "traces" / "smollm2-135m_decode16.npz"
+    res = CliRunner().invoke(app, ["run", "--hw", str(cfg), "--trace", str(trace), "--out", str(out)])
+    return res.exit_code, res.output, out
+
+
+def test_metadata_buffer_too_small_names_key_and_minimum(tmp_path):
+    def edit(d):
+        d["sparsity"]["metadata_buffer"]["capacity_bytes"] = 100
+
+    code, text, out = _run_with(tmp_path, "nm8_16.yaml", edit)
+    # 8:16 index metadata of the widest site (K = 1536): 96 groups x 8 x 4 bits = 384 B a token, two tokens
+    assert code == 2 and not out.exists()
+    assert "sparsity.metadata_buffer.capacity_bytes=100" in text and "minimum 768" in text
+    assert len(text.strip().splitlines()) == 1
+
+
+def test_density_that_keeps_nothing_is_rejected(tmp_path):
+    def edit(d):
+        d["sparsity"]["density"] = 0.0005  # round(0.0005 x 576) = 0 kept channels
+
+    code, text, out = _run_with(tmp_path, "unstructured_flex.yaml", edit)
+    assert code == 2 and not out.exists()
+    assert "sparsity.density=0.0005" in text and "0.5/K" in text
+    assert len(text.strip().splitlines()) == 1

@@ -42,11 +42,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from accelsim.sim.operands import candidate_rows
 from accelsim.config import load_hw
 from accelsim.config.hw import HwConfig
 from accelsim.nm import metadata_bits_per_group
 from accelsim.sim.engine import simulate_site
+from accelsim.sim.operands import candidate_rows
 from accelsim.sim.run import simulate
 from accelsim.sim.tiling import TilingError, choose_tiling
 from accelsim.sim.work import build_site_work

@@ -366,6 +366,12 @@ def _register_optional() -> None:
         app.command("tradeoff")(tradeoff_cmd)
     except ImportError:
         pass
+    try:
+        from accelsim.cli.assumptions import assumptions_cmd
+
+        app.command("assumptions")(assumptions_cmd)
+    except ImportError:
+        pass
     from accelsim.cli.sweep import EPILOG, sweep_cmd
 
     app.command("sweep", epilog=EPILOG)(sweep_cmd)

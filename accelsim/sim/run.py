@@ -17,6 +17,7 @@ from accelsim.config.hw import HwConfig
 from accelsim.sim.actions import ACTIONS
 from accelsim.sim.engine import BREAKDOWN, simulate_site
 from accelsim.sim.work import build_site_work, site_mask
+from accelsim.sim.tiling import check_sites
 from accelsim.trace.format import Trace
 
 DRAM_KINDS = ("weight", "activation", "metadata", "output")
@@ -76,6 +77,7 @@ def simulate(
     mask_cache: tuple[str, np.ndarray | None] | None = None
     prev_input: str | None = None
     n_sites = len(trace.sites)
+    check_sites(hw, [(s.K, s.O) for s in trace.sites])
     for done, (site, x) in enumerate(trace.iter_sites(), start=1):
         if mask_cache is None or mask_cache[0] != site.input_id:
             mask_cache = (site.input_id, site_mask(hw, x))

@@ -15,6 +15,7 @@ accumulators stay in the output buffer across all its reduction tiles (no partia
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from accelsim.config.hw import HwConfig
@@ -65,12 +66,33 @@ def metadata_bytes_per_token(hw: HwConfig, k: int) -> float:
     return math.ceil(k / sp.m) * metadata_bits_per_group(sp.n, sp.m, sp.metadata_format) / 8
 
 
+def _check_density(hw: HwConfig, k: int) -> None:
+    sp = hw.sparsity
+    if sp.kind == "unstructured" and sp.density is not None and round(sp.density * k) < 1:
+        raise TilingError(
+            f"sparsity.density={sp.density:g} keeps round({sp.density:g} x {k}) = 0 of K={k} channels: "
+            f"minimum more than 0.5/K = {0.5 / k:.3g}"
+        )
+
+
+def check_sites(hw: HwConfig, shapes: Iterable[tuple[int, int]]) -> None:
+    """Raise before any simulation if some site ``(K, O)`` cannot be tiled. The narrowest site is checked for
+    the density and then the widest first for the buffers, so the minimum an error names works for every site."""
+    shapes = sorted(set(shapes), key=lambda s: (-s[0], -s[1]))
+    if not shapes:
+        return
+    _check_density(hw, min(k for k, _ in shapes))
+    for k, o in shapes:
+        choose_tiling(hw, 1, k, o)
+
+
 def choose_tiling(hw: HwConfig, T: int, K: int, O: int) -> Tiling:  # noqa: N803
     """Apply the tiling rule of this module's docstring to one site."""
     g_t, g_k, g_o = granules(hw)
     act_b, w_b, acc_b = hw.precision.activation_bytes, hw.precision.weight_bytes, hw.precision.accumulator_bytes
     half_act = hw.sram.activation_buffer_bytes / 2
     t_fit = math.floor(half_act / (K * act_b))
+    _check_density(hw, K)
     meta_tok = metadata_bytes_per_token(hw, K)
     if meta_tok > 0:
         assert hw.sparsity.metadata_buffer is not None

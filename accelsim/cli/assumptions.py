@@ -1,0 +1,63 @@
+"""``accelsim assumptions``: write docs/assumptions.md (what each modelling assumption does to the answer)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from accelsim.config.yaml_io import ConfigError
+from accelsim.console import ProgressBar, fail, out_console
+from accelsim.sim.tiling import TilingError
+from accelsim.trace.format import TraceError
+
+_TRACES = ["traces/smollm2-135m_prefill32.npz", "traces/smollm2-135m_decode16.npz"]
+
+
+def assumptions_cmd(
+    trace: list[Path] = typer.Option(
+        [Path(t) for t in _TRACES], "--trace", help="Real trace, one per phase (repeat the option)."
+    ),
+    hw_dir: Path = typer.Option(
+        Path("hw_configs"), "--hw-dir", help="Directory of the shipped configs (dense.yaml and the patterns)."
+    ),
+    config: list[str] = typer.Option(
+        None, "--config", help="Config to compare (a file stem in --hw-dir; repeat). Default: all shipped patterns."
+    ),
+    out: Path = typer.Option(Path("docs/assumptions.md"), "--out", help="Markdown file to write."),
+    jobs: int = typer.Option(1, "--jobs", min=1, max=64, help="Simulation processes (output does not depend on it)."),
+) -> None:
+    """Switch each assumption of the hardware model off in turn (accumulator registers, operand-port width,
+    metadata buffer and format, compressor network, gathered-row DRAM efficiency, leakage, decoder latency)
+    and write per phase the speedup, energy ratio and area overhead of every pattern with it on and off, an
+    operand-port width sweep and the selection-network depths. Example:
+
+        accelsim assumptions --jobs 2    # writes docs/assumptions.md from the two committed SmolLM2 traces
+    """
+    from accelsim.explore.assumptions import DEFAULT_CONFIGS, build_report
+
+    names = tuple(config) if config else DEFAULT_CONFIGS
+    for n in ("dense", *names):
+        if not (hw_dir / f"{n}.yaml").is_file():
+            raise fail(f"{hw_dir / (n + '.yaml')}: no such config (--config takes file stems in --hw-dir)")
+    for t in trace:
+        if not t.is_file():
+            raise fail(f"{t}: no such trace file (--trace)")
+    if out.exists() and out.is_dir():
+        raise fail(f"{out}: is a directory (--out takes a markdown file)")
+    bar = ProgressBar("simulating", delay_s=1.0)
+    argv = " ".join(f"--trace {t}" for t in trace)
+    cfg_args = "".join(f" --config {n}" for n in config) if config else ""
+    command = f"accelsim assumptions {argv}{cfg_args} --out {out}"
+    try:
+        text = build_report(hw_dir, [str(t) for t in trace], configs=names, jobs=jobs, progress=bar, command=command)
+    except (ConfigError, TraceError, TilingError, ValueError) as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    finally:
+        bar.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    out_console.print(f"wrote {out}")
