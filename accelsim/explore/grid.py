@@ -231,8 +231,9 @@ def build_points(
 
 
 def check_tiling(points: Sequence[Point], trace_shapes: Mapping[str, Sequence[tuple[int, int, int]]]) -> None:
-    """Every point's config tiles every site of every trace (``(T, K, O)`` per site); else one line."""
-    from accelsim.sim.tiling import TilingError, choose_tiling
+    """Every point's config tiles every site of every trace (``(T, K, O)`` per site), checked as
+    ``accelsim run`` checks before simulating (:func:`accelsim.sim.tiling.check_sites`); else one line."""
+    from accelsim.sim.tiling import TilingError, check_sites
 
     seen: set[str] = set()
     for p in points:
@@ -241,9 +242,8 @@ def check_tiling(points: Sequence[Point], trace_shapes: Mapping[str, Sequence[tu
                 continue
             seen.add(cfg.digest())
             for trace, shapes in trace_shapes.items():
-                for T, K, O in sorted(set(shapes)):
-                    try:
-                        choose_tiling(cfg, T, K, O)
-                    except TilingError as exc:
-                        shown = " ".join(f"{k}={v}" for k, v in p.values.items())
-                        raise SweepError(f"point {shown}: {trace}: site T={T} K={K} O={O}: {exc}") from None
+                try:
+                    check_sites(cfg, [(K, O) for _, K, O in shapes])
+                except TilingError as exc:
+                    shown = " ".join(f"{k}={v}" for k, v in p.values.items())
+                    raise SweepError(f"point {shown}: {trace}: {exc}") from None
