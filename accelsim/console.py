@@ -14,17 +14,58 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["out_console", "err_console", "fail", "ProgressBar", "ProgressLines"]
+__all__ = ["out_console", "err_console", "fail", "user_text", "one_line", "run_app", "ProgressBar", "ProgressLines"]
+
+#: Echoed user values (names, paths, keys) longer than this are cut with "..."; whole error lines at MAX_LINE.
+ECHO_CHARS = 120
+MAX_LINE = 2000
 
 out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space, cut at ``limit`` characters."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def user_text(value: object, limit: int = ECHO_CHARS) -> str:
+    """A user-supplied value (config name, path, key) ready to put inside a rich-markup string: one line,
+    truncated, and with ``[`` escaped so ``[bold]`` or ``[/]`` is printed literally, never interpreted."""
+    return escape(one_line(str(value), limit))
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: <message>`` as one line on stderr (rich markup in the message is shown literally, so a
-    path like ``x[1].yaml`` survives) and return the exit to raise."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    path like ``x[1].yaml`` survives; newlines become spaces) and return the exit to raise."""
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True)
     return typer.Exit(code)
+
+
+def run_app(app: typer.Typer, args: list[str] | None = None) -> None:
+    """Run a typer app so that click's usage errors (unknown option, missing value, ``--tokens 1e8``) are one
+    ``error:`` line and exit 2 like every other bad input, instead of click's multi-line usage box."""
+    try:  # typer >= 0.20 vendors click as typer._click
+        from typer._click import exceptions as click_exc
+    except ImportError:  # pragma: no cover - older typer on the real click
+        from click import exceptions as click_exc
+
+    try:
+        rv = app(args=args, standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:
+        exc.show()  # the help text a bare command prints
+        sys.exit(exc.exit_code)
+    except click_exc.UsageError as exc:
+        cmd = exc.ctx.command_path if exc.ctx is not None else "accelsim"
+        err_console.print(
+            f"[bold red]error:[/] {escape(one_line(exc.format_message()))} (see {escape(cmd)} --help)", soft_wrap=True
+        )
+        sys.exit(2)
+    except click_exc.Abort:
+        err_console.print("[bold red]error:[/] interrupted", soft_wrap=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 class ProgressBar:
