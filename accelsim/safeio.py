@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -357,18 +357,20 @@ class RunEstimate:
         )
 
 
-def estimate_run(hw: Any, sites: Sequence[tuple[str, int, int, int]], *, decode: bool = False) -> RunEstimate:
+def estimate_run(
+    hw: Any, sites: Sequence[tuple[str, int, int, int]], tiling: Callable[..., Any], *, decode: bool = False
+) -> RunEstimate:
     """Estimate one run of ``sites`` = ``[(name, T, K, O), ...]`` on config ``hw`` before simulating.
 
-    Memory is that of the largest site (sites run one after another and only one input is held); time is
-    proportional to the compute tiles of the event model (decode: one step of one token per row).
+    ``tiling(hw, T, K, O)`` is the simulator's tile chooser (``accelsim.sim.tiling.choose_tiling``, passed in so
+    that this base module imports nothing of accelsim). Memory is that of the largest site (sites run one after
+    another and only one input is held); time is proportional to the compute tiles of the event model (decode:
+    one step of one token per row).
     """
-    from accelsim.sim.tiling import choose_tiling
-
     peak, tiles, largest = 0, 0, ""
     for name, T, K, O in sites:  # noqa: N806
         t_rows = 1 if decode else T
-        tl = choose_tiling(hw, t_rows, K, O)  # a TilingError here is the run's own error, raised early
+        tl = tiling(hw, t_rows, K, O)  # a TilingError here is the run's own error, raised early
         per_step = math.ceil(t_rows / tl.T_tile) * math.ceil(O / tl.O_tile) * math.ceil(K / tl.K_tile)
         steps = T if decode else 1
         site_tiles = per_step * steps
