@@ -1,11 +1,13 @@
 """Consoles, the one-line error exit and the progress bar shared by every ``accelsim`` command (no torch).
 
 Piped output (CI logs, files) gets a wide fixed width instead of rich's 80 columns. Progress bars go to
-stderr, only on a terminal, optionally only once the work has taken ``delay_s`` seconds, and vanish when done.
+stderr, optionally only once the work has taken ``delay_s`` seconds, and vanish when done; off a terminal a
+long run prints a plain progress line now and then instead.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any
@@ -52,7 +54,7 @@ def run_app(app: typer.Typer, args: list[str] | None = None) -> None:
         from click import exceptions as click_exc
 
     try:
-        rv = app(args=args, standalone_mode=False)
+        rv = app(args=args, prog_name="accelsim", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
         exc.show()  # the help text a bare command prints
         sys.exit(exc.exit_code)
@@ -71,24 +73,37 @@ def run_app(app: typer.Typer, args: list[str] | None = None) -> None:
 class ProgressBar:
     """``bar(done, total)`` callback drawing a rich progress bar on stderr; ``bar.close()`` removes it.
 
-    Nothing is drawn when ``enabled`` is false, when stderr is not a terminal, or before ``delay_s`` seconds
-    have passed since the bar was made (short runs stay quiet).
+    Nothing is drawn when ``enabled`` is false or before ``delay_s`` seconds have passed since the bar was made
+    (short runs stay quiet). When stderr is not a terminal (CI logs, ``2> file``) a run longer than ``interval_s``
+    still reports: one plain ``<label>: <done>/<total> (<elapsed> s)`` line every ``interval_s`` seconds and one
+    at the end.
     """
 
-    def __init__(self, label: str, enabled: bool = True, delay_s: float = 0.0):
+    def __init__(self, label: str, enabled: bool = True, delay_s: float = 0.0, interval_s: float = 30.0):
         self.label = label
-        self.enabled = enabled and err_console.is_terminal
+        self.enabled = enabled
+        self.terminal = err_console.is_terminal
         self.delay_s = delay_s
+        self.interval_s = interval_s
         self.t0 = time.monotonic()
+        self.last_line = -math.inf
         self.bar: Any = None
         self.task: Any = None
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled:
             return
+        now = time.monotonic()
+        if now - self.t0 < self.delay_s:
+            return
+        if not self.terminal:  # the first line once the run has taken interval_s: short runs print nothing
+            due = now - self.t0 >= self.interval_s and now - self.last_line >= self.interval_s
+            if due or (done >= total and self.last_line > -math.inf):
+                self.last_line = now
+                err_console.print(f"{self.label}: {done}/{total} ({now - self.t0:.0f} s)", markup=False)
+                self.enabled = done < total  # the end is reported once
+            return
         if self.bar is None:
-            if time.monotonic() - self.t0 < self.delay_s:
-                return
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
             self.bar = Progress(

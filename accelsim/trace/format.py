@@ -410,7 +410,9 @@ class Trace:
             return None
         h = _header(self._npz, key, str(self.path))
         if h.shape != (s.O, s.K) or h.dtype.kind != "f":
-            raise TraceError(f"{self.path}: {key} has {h.dtype} shape {h.shape}; site {s.name} needs float [{s.O}, {s.K}]")
+            raise TraceError(
+                f"{self.path}: {key} has {h.dtype} shape {h.shape}; site {s.name} needs float [{s.O}, {s.K}]"
+            )
         return self._member(key)
 
     def site_bias(self, site: Site | int) -> np.ndarray | None:

@@ -140,8 +140,15 @@ class SafeNpz:
             except Exception as exc:  # numpy's header parser: ValueError, SyntaxError, TypeError, EOFError ...
                 raise ArchiveError(f"member {name} has no valid .npy header ({_short(exc)})") from None
         dtype = np.dtype(dtype)
-        if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in _ALLOWED_KINDS:
-            raise ArchiveError(f"member {name} has dtype {_short(dtype)}; allowed: plain numbers (never pickled objects)")
+        if (
+            dtype.hasobject
+            or dtype.fields is not None
+            or dtype.subdtype is not None
+            or dtype.kind not in _ALLOWED_KINDS
+        ):
+            raise ArchiveError(
+                f"member {name} has dtype {_short(dtype)}; allowed: plain numbers (never pickled objects)"
+            )
         if not all(isinstance(d, int) and d >= 0 for d in shape):
             raise ArchiveError(f"member {name} declares an invalid shape {_short(shape)}")
         want = math.prod(shape) * dtype.itemsize
