@@ -368,8 +368,9 @@ def validate(
         from accelsim.sim.tiling import granules
 
         out_console.print(
-            f"{user_text(p, 1000)}: ok ({user_text(cfg.name)}: {cfg.array.dataflow}, {cfg.peak_macs_per_cycle} MAC/cycle at "
-            f"{cfg.clock_hz / 1e9:g} GHz, DRAM {cfg.dram_bytes_per_cycle:g} bytes_per_cycle, "
+            f"{user_text(p, 1000)}: ok ({user_text(cfg.name)}: {cfg.array.dataflow}, "
+            f"{cfg.peak_macs_per_cycle} MAC/cycle at {cfg.clock_hz / 1e9:g} GHz, "
+            f"DRAM {cfg.dram_bytes_per_cycle:g} bytes_per_cycle, "
             f"sparsity {cfg.sparsity.label}, tile granules (T, K, O) = {granules(cfg)})"
         )
 
