@@ -107,7 +107,7 @@ class Sram(_Model):
     """Weight buffer; a weight tile ``K_tile x O_tile`` uses at most half."""
     output_buffer_bytes: int = Field(ge=64, le=1 << 40)
     """Accumulators of two output tiles (one computing, one writing back)."""
-    max_tokens_per_tile: int = Field(default=128, ge=1, le=1 << 20)
+    max_tokens_per_tile: int = Field(default=128, ge=1, le=1 << 40)
     """Upper bound on the tokens of a tile (the union of their masks decides gather_rows traffic)."""
 
 
