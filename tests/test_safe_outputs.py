@@ -181,7 +181,7 @@ def test_user_text_is_printed_literally(tmp_path):
 
 def test_progress_off_a_terminal_prints_plain_lines_for_long_runs(monkeypatch):
     buf = io.StringIO()
-    monkeypatch.setattr(console.err_console, "file", buf)
+    monkeypatch.setattr(console.err_console, "_file", buf)  # restored to None: the console follows sys.stderr again
     quiet = console.ProgressBar("short", interval_s=3600.0)
     for i in range(5):
         quiet(i + 1, 5)
@@ -207,3 +207,14 @@ def test_run_estimate_is_the_largest_site_and_refuses_what_cannot_fit():
         check_sweep_fits(1_000_000, est, available=1 << 60)
     small = estimate_run(hw, sites[:1], choose_tiling)
     check_fits(small, what="run", available=1 << 40)  # fits: no error
+
+
+def test_run_refuses_before_simulating_when_the_estimate_exceeds_memory(tmp_path, trace, monkeypatch):
+    monkeypatch.setattr(safeio, "available_memory_bytes", lambda: 50_000_000)
+    out = tmp_path / "out"
+    code, stdout, err = invoke(["run", "--hw", str(HW / "nm8_16.yaml"), "--trace", str(trace), "--out", str(out)])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "estimated peak memory" in lines[0] and "50 MB of memory is available" in lines[0]
+    assert "largest site model.layers.0.down_proj T=8 K=1536 O=576" in lines[0]
+    assert stdout == "" and not out.exists()

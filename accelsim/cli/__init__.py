@@ -195,6 +195,7 @@ def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> tuple[HwConfig
     base = _baseline_path(hw_path, baseline)
     if base is not None:
         _load_hw(base)
+    check_run_fits(cfg, trace, hw_path)
     progress = ProgressBar(f"simulating {hw_path.name}", delay_s=1.0)
     try:
         return cfg, evaluate(hw_path, trace, baseline=base, keep_result=True, progress=progress)
@@ -206,6 +207,26 @@ def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> tuple[HwConfig
         raise fail(f"{hw_path}: {exc}") from None
     finally:
         progress.close()
+
+
+def check_run_fits(cfg: HwConfig, trace: Path, hw_path: Path) -> None:
+    """Estimate the run's peak memory and time from the trace headers before simulating; refuse (one line with
+    the estimate) what cannot fit in the memory available or would take longer than a week."""
+    from accelsim.safeio import TooLargeError, check_fits, estimate_run
+    from accelsim.sim.tiling import choose_tiling
+    from accelsim.trace.format import Trace
+
+    try:
+        with Trace(trace) as tr:
+            sizes, decode = tr.site_sizes(), tr.phase == "decode"
+        est = estimate_run(cfg, sizes, choose_tiling, decode=decode)
+        check_fits(est, what=f"{hw_path.name} on {trace}")
+    except TraceError as exc:
+        raise fail(str(exc)) from None
+    except TilingError as exc:
+        raise fail(f"{hw_path}: {exc}") from None
+    except TooLargeError as exc:
+        raise fail(str(exc)) from None
 
 
 def _join_accuracy(recs: list[dict[str, Any]], cfgs: list[HwConfig], accuracy: Path, acc: Any, criterion: str) -> None:
