@@ -333,8 +333,11 @@ def _fmt_seconds(s: float) -> str:
 BYTES_PER_ACTIVATION = 24
 #: Bytes per compute tile: per-tile arrays of the work model plus the event objects of the pipeline.
 BYTES_PER_TILE = 2048
-#: Seconds per compute tile of the event model (measured on this machine class, see docs/robustness.md).
-SECONDS_PER_TILE = 2e-5
+#: Seconds per compute tile of the event model, plus per token row of the tile: measured with nm8_16 on
+#: SmolLM2-shaped traces on a shared 2-core machine (decode 1-row tiles 0.45 ms, prefill 128-row tiles 2.5 ms;
+#: docs/robustness.md). An order-of-magnitude estimate for refusing runs of days, not a benchmark.
+SECONDS_PER_TILE = 4.5e-4
+SECONDS_PER_TILE_ROW = 1.6e-5
 #: Runs estimated to take longer than this are refused unless the caller passes a larger ``max_seconds``.
 DEFAULT_MAX_SECONDS = 7 * 86400.0
 #: Fixed overhead of the interpreter and libraries.
@@ -351,10 +354,10 @@ class RunEstimate:
     largest_site: str
 
     def describe(self) -> str:
-        return (
-            f"estimated peak memory {_fmt_bytes(self.peak_bytes)} (largest site {self.largest_site}), "
-            f"{self.tiles:.3g} compute tiles, about {_fmt_seconds(self.seconds)}"
-        )
+        text = f"estimated peak memory {_fmt_bytes(self.peak_bytes)} (largest site {self.largest_site})"
+        if self.tiles:
+            text += f", {self.tiles:.3g} compute tiles, about {_fmt_seconds(self.seconds)}"
+        return text
 
 
 def estimate_run(
@@ -367,7 +370,7 @@ def estimate_run(
     another and only one input is held); time is proportional to the compute tiles of the event model (decode:
     one step of one token per row).
     """
-    peak, tiles, largest = 0, 0, ""
+    peak, tiles, seconds, largest = 0, 0, 0.0, ""
     for name, T, K, O in sites:  # noqa: N806
         t_rows = 1 if decode else T
         tl = tiling(hw, t_rows, K, O)  # a TilingError here is the run's own error, raised early
@@ -376,10 +379,11 @@ def estimate_run(
         site_tiles = per_step * steps
         site_bytes = T * K * BYTES_PER_ACTIVATION + per_step * BYTES_PER_TILE
         tiles += site_tiles
+        seconds += site_tiles * (SECONDS_PER_TILE + SECONDS_PER_TILE_ROW * min(t_rows, tl.T_tile))
         if site_bytes > peak:
             peak, largest = site_bytes, f"{name} T={T} K={K} O={O}"
     return RunEstimate(
-        peak_bytes=int(BASE_BYTES + peak), seconds=tiles * SECONDS_PER_TILE, tiles=int(tiles), largest_site=largest
+        peak_bytes=int(BASE_BYTES + peak), seconds=seconds, tiles=int(tiles), largest_site=largest
     )
 
 

@@ -155,7 +155,8 @@ def load_runs(path: str | Path) -> list[Run]:
             raise CostError(f"{p}: runs[{i}].action_counts: expected an object of counts per action")
         gone = sorted(set(ACTIONS) - set(r["action_counts"]))
         if gone:
-            raise CostError(f"{p}: runs[{i}].action_counts: missing action(s) {', '.join(gone)}")
+            more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
+            raise CostError(f"{p}: runs[{i}].action_counts: missing action(s) {', '.join(gone[:5])}{more}")
         try:
             hw = HwConfig.model_validate(r["hw"])
         except ValidationError as exc:

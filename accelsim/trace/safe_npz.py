@@ -138,7 +138,10 @@ class SafeNpz:
             except ArchiveError:
                 raise
             except Exception as exc:  # numpy's header parser: ValueError, SyntaxError, TypeError, EOFError ...
-                raise ArchiveError(f"member {name} has no valid .npy header ({_short(exc)})") from None
+                raise ArchiveError(
+                    f"member {name} has no valid .npy header (a .npy member starts with the magic b'\\x93NUMPY', a "
+                    f"version and a dict of 'descr', 'fortran_order' and 'shape'; {type(exc).__name__} reading it)"
+                ) from None
         dtype = np.dtype(dtype)
         if (
             dtype.hasobject
