@@ -218,3 +218,27 @@ def test_run_refuses_before_simulating_when_the_estimate_exceeds_memory(tmp_path
     assert len(lines) == 1 and "estimated peak memory" in lines[0] and "50 MB of memory is available" in lines[0]
     assert "largest site model.layers.0.down_proj T=8 K=1536 O=576" in lines[0]
     assert stdout == "" and not out.exists()
+
+
+def test_outputs_are_the_same_bytes_with_1_and_2_threads(tmp_path, trace):
+    outs = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"t{threads}"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        env["MKL_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = threads
+        cmd = [sys.executable, "-m", "accelsim", "run", "--hw", str(HW / "nm8_16.yaml"), "--trace", str(trace)]
+        proc = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(out)
+    for name in ("sites.csv", "summary.json"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+
+
+def test_python_m_accelsim_gives_one_line_usage_errors():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelsim", "trace", "--tokens", "1e8"], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: Invalid value for '--tokens'")
+    assert "(see accelsim trace --help)" in proc.stderr
