@@ -28,6 +28,7 @@ __all__ = [
     "atomic_output_dir",
     "clean_stale_temporaries",
     "dump_json",
+    "finite_or_null",
     "available_memory_bytes",
     "RunEstimate",
     "estimate_run",
@@ -271,6 +272,11 @@ def dump_json(obj: Any, path: str | Path | None = None, *, indent: int | None = 
     return text
 
 
+def finite_or_null(obj: Any) -> Any:
+    """``obj`` with every NaN or +-Infinity float (nested in dicts, lists, tuples) replaced by ``None``."""
+    return _nan_to_none(obj)
+
+
 def _nan_to_none(obj: Any, probe: bool = False) -> Any:
     import numpy as np
 
@@ -382,9 +388,7 @@ def estimate_run(
         seconds += site_tiles * (SECONDS_PER_TILE + SECONDS_PER_TILE_ROW * min(t_rows, tl.T_tile))
         if site_bytes > peak:
             peak, largest = site_bytes, f"{name} T={T} K={K} O={O}"
-    return RunEstimate(
-        peak_bytes=int(BASE_BYTES + peak), seconds=seconds, tiles=int(tiles), largest_site=largest
-    )
+    return RunEstimate(peak_bytes=int(BASE_BYTES + peak), seconds=seconds, tiles=int(tiles), largest_site=largest)
 
 
 def check_fits(

@@ -242,3 +242,14 @@ def test_python_m_accelsim_gives_one_line_usage_errors():
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: Invalid value for '--tokens'")
     assert "(see accelsim trace --help)" in proc.stderr
+
+
+def test_trace_metadata_with_nan_is_written_as_null_and_reads_back(tmp_path):
+    from accelsim.trace.format import Trace, TraceData, write_trace
+
+    with Trace(smollm2_shaped_trace(tmp_path / "a.npz", tokens=2)) as tr:
+        data = tr.to_data()
+    data.meta["synthetic_info"] = {"kurtosis": float("nan"), "scale": [1.0, float("inf")]}
+    p = write_trace(tmp_path / "b.npz", data)
+    with Trace(p) as tr:
+        assert tr.meta["synthetic_info"] == {"kurtosis": None, "scale": [1.0, None]}

@@ -30,6 +30,7 @@ from accelsim.config.hw import HwConfig, load_hw
 from accelsim.config.yaml_io import format_validation_error
 from accelsim.cost.model import action_prices, area_from_hardware, energy_from_prices, hardware
 from accelsim.cost.table import CostError, CostTable, default_table
+from accelsim.safeio import finite_or_null
 from accelsim.sim.actions import ACTIONS
 
 __all__ = [
@@ -125,7 +126,8 @@ def save_runs(path: str | Path, runs: Iterable[Run]) -> Path:
         for r in runs
     ]
     p = Path(path)
-    p.write_text(json.dumps({"schema": RUNS_SCHEMA, "runs": recs}, indent=1, sort_keys=True) + "\n")
+    body = json.dumps(finite_or_null({"schema": RUNS_SCHEMA, "runs": recs}), indent=1, sort_keys=True, allow_nan=False)
+    p.write_text(body + "\n")
     return p
 
 

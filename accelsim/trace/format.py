@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from accelsim.safeio import TooLargeError
+from accelsim.safeio import TooLargeError, finite_or_null
 from accelsim.trace.safe_npz import ArchiveError, Header, SafeNpz
 
 SCHEMA_VERSION = "accelsim-trace/1"
@@ -129,7 +129,7 @@ def write_trace(path: str | Path, data: TraceData, *, compress: bool = True) -> 
                 info.external_attr = 0o644 << 16
                 zf.writestr(info, payload)
 
-            meta_bytes = json.dumps(meta, sort_keys=True, indent=1).encode()
+            meta_bytes = json.dumps(finite_or_null(meta), sort_keys=True, indent=1, allow_nan=False).encode()
             put("meta.npy", _npy_bytes(np.frombuffer(meta_bytes, dtype=np.uint8)))
             put("token_ids.npy", _npy_bytes(np.asarray(data.token_ids, dtype=np.int64)))
             for input_id in sorted(data.inputs):
