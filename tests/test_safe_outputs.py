@@ -245,7 +245,7 @@ def test_python_m_accelsim_gives_one_line_usage_errors():
 
 
 def test_trace_metadata_with_nan_is_written_as_null_and_reads_back(tmp_path):
-    from accelsim.trace.format import Trace, TraceData, write_trace
+    from accelsim.trace.format import Trace, write_trace
 
     with Trace(smollm2_shaped_trace(tmp_path / "a.npz", tokens=2)) as tr:
         data = tr.to_data()
