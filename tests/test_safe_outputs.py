@@ -253,3 +253,13 @@ def test_trace_metadata_with_nan_is_written_as_null_and_reads_back(tmp_path):
     p = write_trace(tmp_path / "b.npz", data)
     with Trace(p) as tr:
         assert tr.meta["synthetic_info"] == {"kurtosis": None, "scale": [1.0, None]}
+
+
+def test_the_big_trace_helper_writes_a_readable_trace(tmp_path):
+    from accelsim.trace.format import Trace
+    from tests.helpers import big_smollm2_trace
+
+    p = big_smollm2_trace(tmp_path / "b.npz", tokens=3, layers=2)
+    with Trace(p) as tr:
+        assert len(tr.sites) == 14 and tr.n_tokens == 3
+        assert tr.site_input(6).shape == (3, 1536)
