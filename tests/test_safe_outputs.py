@@ -263,3 +263,22 @@ def test_the_big_trace_helper_writes_a_readable_trace(tmp_path):
     with Trace(p) as tr:
         assert len(tr.sites) == 14 and tr.n_tokens == 3
         assert tr.site_input(6).shape == (3, 1536)
+
+
+def test_a_read_only_file_system_is_refused(tmp_path, monkeypatch):
+    # no read-only mount is available to an unprivileged test: report the directory's file system as read-only
+    real = os.statvfs
+
+    class _Ro:
+        def __init__(self, st):
+            self.f_flag = st.f_flag | os.ST_RDONLY
+
+    monkeypatch.setattr(safeio.os, "statvfs", lambda p: _Ro(real(p)))
+    with pytest.raises(OutputPathError, match="is a read-only file system"):
+        check_out_dir(tmp_path / "out")
+    code, _, err = invoke(["validate", "--hw", str(HW / "dense.yaml")])  # reading is still fine
+    assert code == 0, err
+    code, out, err = invoke(["cost", "--hw", str(HW / "dense.yaml")])
+    assert code == 0, err
+    code, out, err = invoke(["compare", "--trace", "never-read.npz", "--out", str(tmp_path / "out")])
+    assert code == 2 and err.startswith("error: --out ") and "read-only file system" in err and out == ""
