@@ -525,6 +525,11 @@ CLI_CASES = [
         ["--out", "is a directory"],
     ),
     (
+        "out-assumptions-is-dir",
+        lambda tmp, good: ["assumptions", "--trace", str(good), "--out", str(_mkdir(tmp / "a.md"))],
+        ["--out", "a.md", "is a directory"],
+    ),
+    (
         "out-tradeoff-on-proc",
         lambda tmp, good: ["tradeoff", "--accuracy", str(ACCURACY), "--trace", str(good), "--out", "/proc/x/y"],
         ["--out", "/proc"],
