@@ -213,12 +213,13 @@ def check_run_fits(cfg: HwConfig, trace: Path, hw_path: Path) -> None:
     """Estimate the run's peak memory and time from the trace headers before simulating; refuse (one line with
     the estimate) what cannot fit in the memory available or would take longer than a week."""
     from accelsim.safeio import TooLargeError, check_fits, estimate_run
-    from accelsim.sim.tiling import choose_tiling
+    from accelsim.sim.tiling import check_sites, choose_tiling
     from accelsim.trace.format import Trace
 
     try:
         with Trace(trace) as tr:
             sizes, decode = tr.site_sizes(), tr.phase == "decode"
+        check_sites(cfg, [(k, o) for _, _, k, o in sizes])  # the simulator's own check: widest site first
         est = estimate_run(cfg, sizes, choose_tiling, decode=decode)
         check_fits(est, what=f"{hw_path.name} on {trace}")
     except TraceError as exc:
