@@ -530,6 +530,14 @@ CLI_CASES = [
         ["--out", "a.md", "is a directory"],
     ),
     (
+        "out-sweep-is-file",
+        lambda tmp, good: (
+            ["sweep", "--trace", str(good), "--set", "dram.latency_cycles=100,200"]
+            + ["--out", str(_write(tmp / "sw", "x"))]
+        ),
+        ["--out", "sw", "is a file"],
+    ),
+    (
         "out-tradeoff-on-proc",
         lambda tmp, good: ["tradeoff", "--accuracy", str(ACCURACY), "--trace", str(good), "--out", "/proc/x/y"],
         ["--out", "/proc"],
