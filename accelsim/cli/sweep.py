@@ -67,11 +67,12 @@ def sweep_cmd(
     interruption and only the missing points are simulated. The table is byte-identical whichever scheduler
     ran it.
     """
-    from accelsim.cli import DEFAULT_HW, _baseline_path
+    from accelsim.cli import DEFAULT_HW, _baseline_path, check_out
     from accelsim.explore import grid as g
     from accelsim.explore import sweep as sw
     from accelsim.trace.format import TraceError
 
+    check_out(out, ("journal.jsonl", "sweep.csv", "sweep.json", "sweep_tradeoff.png"))  # before any work
     hw = hw if hw is not None else DEFAULT_HW
     try:
         parsed = [g.parse_set(s) for s in sets]
@@ -126,7 +127,7 @@ def sweep_cmd(
         "traces": [{"name": r.name, "path": r.path, "sha256": r.sha256} for r in refs],
     }
     written = write_tables(out, df, meta, keys, plot)
-    _out.print(f"wrote {', '.join(str(p) for p in written)}")
+    _out.print(f"wrote {', '.join(str(p) for p in written)}", markup=False, soft_wrap=True)
 
 
 def write_tables(out: Path, df, meta: dict[str, Any], keys: list[str], plot: bool) -> list[Path]:
