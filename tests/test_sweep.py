@@ -293,3 +293,16 @@ def test_48_points_local_processes_and_local_cluster_identical(tmp_path):
     assert len(df) == 48 and df["point_index"].tolist() == list(range(48))
     for f in OUTPUTS:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_sweep_whose_records_cannot_fit_is_refused_before_any_run(tmp_path, monkeypatch):
+    import accelsim.safeio as safeio
+
+    # 2 points + their dense baseline: 3 runs; with 20 kB of memory left even one run's records do not fit
+    monkeypatch.setattr(safeio, "available_memory_bytes", lambda: 20_000)
+    out = tmp_path / "s"
+    res = _sweep(out, "--set", "sparsity.pattern=2:4,8:16", "--no-plot")
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "sweep of 3 points" in lines[0] and "of memory is available" in lines[0]
+    assert not out.exists()

@@ -99,6 +99,7 @@ def sweep_cmd(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     n_runs = len(sw.plan(points, refs))
+    _check_fits(points[0].hw, refs, n_runs)
     _out.print(
         f"sweep: {len(points)} points x {len(refs)} trace(s) = {len(points) * len(refs)} rows, {n_runs} runs "
         f"(with the dense baselines) on {scheduler} ({sched.workers} workers)"
@@ -128,6 +129,22 @@ def sweep_cmd(
     }
     written = write_tables(out, df, meta, keys, plot)
     _out.print(f"wrote {', '.join(str(p) for p in written)}", markup=False, soft_wrap=True)
+
+
+def _check_fits(hw, refs, n_runs: int) -> None:
+    """Refuse (one line with the estimate) a sweep whose records cannot fit in memory; time is not bounded here
+    (a cluster may run it for days), the per-run estimate of the widest trace is the one used."""
+    from accelsim.safeio import TooLargeError, check_sweep_fits, estimate_run
+    from accelsim.sim.tiling import choose_tiling
+
+    ests = [
+        estimate_run(hw, [(f"site{i}", *s) for i, s in enumerate(r.shapes)], choose_tiling, decode=r.phase == "decode")
+        for r in refs
+    ]
+    try:
+        check_sweep_fits(n_runs, max(ests, key=lambda e: e.peak_bytes), max_seconds=None)
+    except TooLargeError as exc:
+        raise _fail(str(exc)) from None
 
 
 def write_tables(out: Path, df, meta: dict[str, Any], keys: list[str], plot: bool) -> list[Path]:

@@ -16,8 +16,8 @@ from accelsim import __version__
 from accelsim.config.hw import HwConfig
 from accelsim.sim.actions import ACTIONS
 from accelsim.sim.engine import BREAKDOWN, simulate_site
-from accelsim.sim.work import build_site_work, site_mask
 from accelsim.sim.tiling import check_sites
+from accelsim.sim.work import build_site_work, site_mask
 from accelsim.trace.format import Trace
 
 DRAM_KINDS = ("weight", "activation", "metadata", "output")
