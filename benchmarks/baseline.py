@@ -118,8 +118,10 @@ def main() -> int:
     args = ap.parse_args()
     if args.update:
         data = write()
-        print(f"wrote {BASELINE.relative_to(ROOT)} from commit {data['git_commit']} (accelsim dirty: "
-              f"{data['accelsim_dirty']})")
+        print(
+            f"wrote {BASELINE.relative_to(ROOT)} from commit {data['git_commit']} (accelsim dirty: "
+            f"{data['accelsim_dirty']})"
+        )
         return 0
     stored = json.loads(BASELINE.read_text())
     diff = differences(stored["results"], measure())

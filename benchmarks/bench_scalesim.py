@@ -41,7 +41,8 @@ from accelsim.config.hw import HwConfig  # noqa: E402
 from accelsim.sim.engine import simulate_site  # noqa: E402
 from accelsim.sim.work import build_site_work  # noqa: E402
 
-VENV = ROOT / "benchmarks" / ".scalesim-venv"
+# SCALE-Sim's own environment; ACCELSIM_SCALESIM_VENV points elsewhere (e.g. a shared cache)
+VENV = Path(os.environ.get("ACCELSIM_SCALESIM_VENV", ROOT / "benchmarks" / ".scalesim-venv"))
 DRIVER = ROOT / "benchmarks" / "scalesim_driver.py"
 SCALESIM_PINS = ("scalesim==3.0.0", "numpy<2.4")  # numpy 2.4 breaks SCALE-Sim 3.0.0 (reference note, section 1)
 TARGET_SPEEDUP = 10_000  # issue 14, target 4
@@ -110,6 +111,13 @@ def accelsim_gemm(hw: HwConfig, M: int, K: int, N: int, repeat: int) -> tuple[in
 # --- SCALE-Sim's environment ----------------------------------------------------------------------------------
 
 
+def _rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
 def _venv_python() -> Path:
     return VENV / "bin" / "python"
 
@@ -134,10 +142,10 @@ def ensure_scalesim(install: bool) -> tuple[Path | None, dict[str, str] | None, 
     py = _venv_python()
     versions = scalesim_versions(py)
     if versions is not None:
-        return py, versions, f"cached environment {VENV.relative_to(ROOT)}"
+        return py, versions, f"cached environment {_rel(VENV)}"
     if not install:
-        return None, None, f"SCALE-Sim skipped: no usable {VENV.relative_to(ROOT)} and installing is off (--smoke)"
-    print(f"installing SCALE-Sim into {VENV.relative_to(ROOT)} ({' '.join(SCALESIM_PINS)}) ...", flush=True)
+        return None, None, f"SCALE-Sim skipped: no usable {_rel(VENV)} and installing is off (--smoke)"
+    print(f"installing SCALE-Sim into {_rel(VENV)} ({' '.join(SCALESIM_PINS)}) ...", flush=True)
     try:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", *SCALESIM_PINS], check=True)
@@ -146,17 +154,34 @@ def ensure_scalesim(install: bool) -> tuple[Path | None, dict[str, str] | None, 
     versions = scalesim_versions(py)
     if versions is None:
         return None, None, "SCALE-Sim skipped: installed, but `import scalesim` fails in its environment"
-    return py, versions, f"installed into {VENV.relative_to(ROOT)}"
+    return py, versions, f"installed into {_rel(VENV)}"
 
 
 def run_scalesim(py: Path, M: int, K: int, N: int, R: int, C: int, df: str, limit_s: float) -> dict[str, Any]:  # noqa: N803
     """One SCALE-Sim run in its own process group (killed whole at the time limit)."""
     with tempfile.TemporaryDirectory(prefix="scalesim_") as tmp:
-        cmd = [str(py), str(DRIVER), "--M", str(M), "--K", str(K), "--N", str(N), "--rows", str(R),
-               "--cols", str(C), "--dataflow", df, "--workdir", tmp]
+        cmd = [
+            str(py),
+            str(DRIVER),
+            "--M",
+            str(M),
+            "--K",
+            str(K),
+            "--N",
+            str(N),
+            "--rows",
+            str(R),
+            "--cols",
+            str(C),
+            "--dataflow",
+            df,
+            "--workdir",
+            tmp,
+        ]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True, cwd=tmp)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=tmp
+        )
         try:
             out, err = proc.communicate(timeout=limit_s)
         except subprocess.TimeoutExpired:
@@ -208,24 +233,30 @@ def run(
                 a_cycles, a_walls, a_cpus = accelsim_gemm(hw, M, K, N, repeat)
                 cf = closed_form_cycles(df, M, K, N, size, size)
                 rec: dict[str, Any] = {
-                    "gemm": name, "M_tokens": M, "K_reduction": K, "N_outputs": N,
-                    "array": f"{size}x{size}", "dataflow": df,
+                    "gemm": name,
+                    "M_tokens": M,
+                    "K_reduction": K,
+                    "N_outputs": N,
+                    "array": f"{size}x{size}",
+                    "dataflow": df,
                     "closed_form_cycles": cf,
                     "accelsim_cycles": a_cycles,
                     "accelsim_wall_ms": wall_stats(a_walls, 1e3),
                     "accelsim_cpu_ms": wall_stats(a_cpus, 1e3),
                 }
                 if py is None:
-                    rec.update({"scalesim_status": how, "scalesim_cycles": None, "cycles_equal": None,
-                                "speedup": None})
+                    rec.update({"scalesim_status": how, "scalesim_cycles": None, "cycles_equal": None, "speedup": None})
                 else:
                     runs = [run_scalesim(py, M, K, N, size, size, df, limit_s) for _ in range(scalesim_repeat)]
                     _fill_scalesim(rec, runs, limit_s)
                 if a_cycles != cf or (rec["scalesim_cycles"] is not None and rec["scalesim_cycles"] != a_cycles):
                     rec["cycles_equal"] = False
                     mismatches.append(rec)
-                    log(f"!!! CYCLE MISMATCH {name} {size}x{size} {df}: accelsim {a_cycles:,}, SCALE-Sim "
-                        f"{rec['scalesim_cycles']}, closed form {cf:,}", file=sys.stderr)
+                    log(
+                        f"!!! CYCLE MISMATCH {name} {size}x{size} {df}: accelsim {a_cycles:,}, SCALE-Sim "
+                        f"{rec['scalesim_cycles']}, closed form {cf:,}",
+                        file=sys.stderr,
+                    )
                 cases.append(rec)
                 log(_line(rec))
                 if checkpoint is not None:
@@ -295,13 +326,14 @@ def _line(rec: dict[str, Any]) -> str:
     s = rec.get("scalesim_wall_s")
     s_txt = f"{s['median']:.1f} s" if isinstance(s, dict) else (f"{s} s" if s else rec["scalesim_status"][:24])
     eq = {True: "equal", False: "MISMATCH", None: "-"}[rec["cycles_equal"]]
-    return (f"{rec['gemm']:22s} {rec['array']:>7s} {rec['dataflow']}: accelsim {rec['accelsim_cycles']:>10,} cycles "
-            f"{a:8.3f} ms | SCALE-Sim {str(rec['scalesim_cycles']):>10s} cycles {s_txt:>12s} | cycles {eq:8s} "
-            f"| speedup {rec.get('speedup_display', '-')}")
+    return (
+        f"{rec['gemm']:22s} {rec['array']:>7s} {rec['dataflow']}: accelsim {rec['accelsim_cycles']:>10,} cycles "
+        f"{a:8.3f} ms | SCALE-Sim {str(rec['scalesim_cycles']):>10s} cycles {s_txt:>12s} | cycles {eq:8s} "
+        f"| speedup {rec.get('speedup_display', '-')}"
+    )
 
 
 def add_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--smoke", action="store_true", help="tiny GEMMs; SCALE-Sim only if already installed")
     ap.add_argument("--repeat", type=int, default=None, help="accelsim repeats per GEMM (default 50, smoke 3)")
     ap.add_argument("--scalesim-repeat", type=int, default=1, help="SCALE-Sim runs per GEMM (default 1)")
     ap.add_argument("--scalesim-limit-s", type=float, default=300.0, help="SCALE-Sim time limit per GEMM run")
@@ -311,15 +343,25 @@ def add_args(ap: argparse.ArgumentParser) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny GEMMs; SCALE-Sim only if already installed")
     add_args(ap)
-    ap.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results.json; "
-                    "smoke: benchmarks/.cache/smoke_results.json)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default benchmarks/results.json; smoke: benchmarks/.cache/smoke_results.json)",
+    )
     args = ap.parse_args()
     out = args.out or (ROOT / "benchmarks" / ".cache" / "smoke_results.json" if args.smoke else RESULTS)
-    rec = run(smoke=args.smoke, repeat=args.repeat or (3 if args.smoke else 50),
-              scalesim_repeat=args.scalesim_repeat, limit_s=args.scalesim_limit_s,
-              skip_scalesim=args.skip_scalesim, gemms=args.gemm,
-              checkpoint=lambda partial: update_results(out, {"side_by_side": partial}))
+    rec = run(
+        smoke=args.smoke,
+        repeat=args.repeat or (3 if args.smoke else 50),
+        scalesim_repeat=args.scalesim_repeat,
+        limit_s=args.scalesim_limit_s,
+        skip_scalesim=args.skip_scalesim,
+        gemms=args.gemm,
+        checkpoint=lambda partial: update_results(out, {"side_by_side": partial}),
+    )
     update_results(out, {"side_by_side": rec})
     print(f"wrote side_by_side to {out}")
     return 1 if rec["all_cycles_equal"] is False else 0

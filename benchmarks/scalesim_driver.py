@@ -3,8 +3,8 @@
 Runs inside SCALE-Sim's own virtual environment (``benchmarks/.scalesim-venv``, made by ``bench_scalesim.py``),
 so it imports nothing from accelsim. The setting is the one of ``shared/reference/scalesim-cycle-model.md``
 section 7: CALC bandwidth mode (stall-free), 256 kB per operand SRAM, traces off, Python API (the CLI always
-writes traces). ``wall_s`` is the time inside ``run_scale`` and ``cpu_s`` its process CPU time (user + system; robust to other
-load on a shared machine); the package import is timed apart as ``import_s``.
+writes traces). ``wall_s`` is the time inside ``run_scale`` and ``cpu_s`` its process CPU time (user + system;
+robust to other load on a shared machine); the package import is timed apart as ``import_s``.
 
 Usage: python scalesim_driver.py --M 128 --K 576 --N 1536 --rows 32 --cols 32 --dataflow ws --workdir DIR
 Output (last stdout line): ``SCALESIM_RESULT {"cycles": ..., "wall_s": ..., "import_s": ..., "peak_rss_mb": ...}``
@@ -84,7 +84,11 @@ def main() -> None:
 
     import_s = time.perf_counter() - t0
     sim = scalesim(
-        save_disk_space=True, verbose=False, config=str(cfg), topology=str(topo), layout=str(layout),
+        save_disk_space=True,
+        verbose=False,
+        config=str(cfg),
+        topology=str(topo),
+        layout=str(layout),
         input_type_gemm=True,
     )
     chatter = io.StringIO()
