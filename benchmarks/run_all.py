@@ -1,14 +1,16 @@
-"""One command for the simulator-speed benchmarks of issue 14; writes ``benchmarks/results.json``.
+"""One command for the simulator-speed benchmarks of issue 14; writes ``benchmarks/results/speed.json``.
 
 1. ``side_by_side`` (``bench_scalesim.py``): the same dense GEMMs on accelsim's SCALE-Sim compatibility mode
    and on SCALE-Sim v3 (installed on first use into ``benchmarks/.scalesim-venv``), cycles checked equal, wall
    times, speedups against the 10,000x target.
 2. ``whole_model`` (``bench_models.py``): whole traces on every shipped config, dense-equivalent MACs per
    wall-second and peak memory, against the issue's targets; pending items say so.
+3. ``profile`` (``profile_sim.py``): cProfile of a 7B decode token and the SmolLM2 128-token prefill on
+   ``nm8_16.yaml``, written to ``benchmarks/results/profile.txt`` (not in ``--smoke``).
 
-Only these two top-level keys of ``results.json`` are written (read-modify-write: other benchmarks' keys stay).
+Only the first two top-level keys of ``speed.json`` are written (read-modify-write: other benchmarks' keys stay).
 
-  python benchmarks/run_all.py                 # everything (about 30-60 min on 2 cores, most of it SCALE-Sim)
+  python benchmarks/run_all.py                 # everything, about 8-10 min on 2 cores (SCALE-Sim 10 s limit)
   python benchmarks/run_all.py --smoke         # tiny sizes in seconds; never installs; SCALE-Sim only if cached
   python benchmarks/run_all.py --only whole_model
 """
@@ -26,9 +28,10 @@ for p in (ROOT, ROOT / "benchmarks"):
 
 import bench_models  # noqa: E402
 import bench_scalesim  # noqa: E402
+import profile_sim  # noqa: E402
 from results_io import RESULTS, update_results  # noqa: E402
 
-PARTS = ("side_by_side", "whole_model")
+PARTS = ("side_by_side", "whole_model", "profile")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="results file (default benchmarks/results.json; smoke: benchmarks/.cache/smoke_results.json)",
+        help="results file (default benchmarks/results/speed.json; smoke: benchmarks/.cache/smoke_results.json)",
     )
     bench_scalesim.add_args(ap)
     bench_models.add_args(ap)
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint=lambda r: update_results(out, {"whole_model": r}),
         )
         update_results(out, {"whole_model": rec})
+    if "profile" in parts and not args.smoke:
+        print(f"wrote {profile_sim.run()}")
     print(f"wrote {', '.join(parts)} to {out}")
     return status
 
