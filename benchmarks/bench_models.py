@@ -11,8 +11,8 @@ Cases:
   model are there);
 * a Llama-2-7B-shaped decode token and a 512-token prefill (``accelsim trace --synthetic llama2-7b``, values
   fitted to the committed prefill trace; ``synthetic: true``), made into the same cache directory;
-* pending, not measured: a 7B batch-8 decode step with attention at 4k context, and sweep throughput
-  (points per minute, local and on a Dask ``LocalCluster``); their records say so.
+* pending, not measured: a 7B batch-8 decode step with attention at 4k context (its record says so). Sweep
+  throughput is ``bench_sweep.py``.
 
 Run: python benchmarks/run_all.py --only whole_model   (or python benchmarks/bench_models.py [--smoke])
 """
@@ -51,11 +51,6 @@ PENDING = {
     "llama2-7b_batch8_decode_attention4k": {
         "status": "pending: needs the serving / sweep issue",
         "what": "one Llama-2-7B-shaped decode step of a batch of 8 sequences with attention at 4k context",
-    },
-    "sweep_throughput": {
-        "status": "pending: needs the serving / sweep issue",
-        "what": "design-space sweep throughput in points per minute, local and on a Dask LocalCluster",
-        "unit": "points_per_minute",
     },
 }
 

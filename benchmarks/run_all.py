@@ -5,10 +5,12 @@
    times, speedups against the 10,000x target.
 2. ``whole_model`` (``bench_models.py``): whole traces on every shipped config, dense-equivalent MACs per
    wall-second and peak memory, against the issue's targets; pending items say so.
-3. ``profile`` (``profile_sim.py``): cProfile of a 7B decode token and the SmolLM2 128-token prefill on
+3. ``sweep_throughput`` (``bench_sweep.py``): design points per minute of ``accelsim.api.sweep``, locally and
+   on a Dask ``LocalCluster`` (skipped, and said so, without ``dask.distributed``).
+4. ``profile`` (``profile_sim.py``): cProfile of a 7B decode token and the SmolLM2 128-token prefill on
    ``nm8_16.yaml``, written to ``benchmarks/results/profile.txt`` (not in ``--smoke``).
 
-Only the first two top-level keys of ``speed.json`` are written (read-modify-write: other benchmarks' keys stay).
+Only the first three top-level keys of ``speed.json`` are written (read-modify-write: other benchmarks' keys stay).
 
   python benchmarks/run_all.py                 # everything, about 8-10 min on 2 cores (SCALE-Sim 10 s limit)
   python benchmarks/run_all.py --smoke         # tiny sizes in seconds; never installs; SCALE-Sim only if cached
@@ -28,10 +30,11 @@ for p in (ROOT, ROOT / "benchmarks"):
 
 import bench_models  # noqa: E402
 import bench_scalesim  # noqa: E402
+import bench_sweep  # noqa: E402
 import profile_sim  # noqa: E402
 from results_io import RESULTS, update_results  # noqa: E402
 
-PARTS = ("side_by_side", "whole_model", "profile")
+PARTS = ("side_by_side", "whole_model", "sweep_throughput", "profile")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint=lambda r: update_results(out, {"whole_model": r}),
         )
         update_results(out, {"whole_model": rec})
+    if "sweep_throughput" in parts:
+        smoke_trace = bench_models.smoke_trace(print) if args.smoke else None
+        update_results(out, {"sweep_throughput": bench_sweep.run(smoke=args.smoke, trace=smoke_trace)})
     if "profile" in parts and not args.smoke:
         print(f"wrote {profile_sim.run()}")
     print(f"wrote {', '.join(parts)} to {out}")

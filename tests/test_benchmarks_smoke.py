@@ -18,7 +18,7 @@ import bench_scalesim  # noqa: E402
 from results_io import update_results  # noqa: E402
 
 
-def test_run_all_smoke_writes_both_parts_and_keeps_other_keys(tmp_path):
+def test_run_all_smoke_writes_every_part_and_keeps_other_keys(tmp_path):
     out = tmp_path / "results.json"
     out.write_text(json.dumps({"accuracy": {"written by": "another benchmark"}}))
     r = subprocess.run(
@@ -53,6 +53,15 @@ def test_run_all_smoke_writes_both_parts_and_keeps_other_keys(tmp_path):
         assert c["simulated_cycles"] > 0 and c["dense_macs"] > 0
         assert c["peak_rss_mb"] >= c["rss_before_simulate_mb"] > 0
         assert c["dense_equivalent_macs_per_wall_s"] == c["dense_macs"] / c["wall_s"]["median"]
+
+    sw = data["sweep_throughput"]
+    assert sw["configs"] == ["dense", "nm8_16"] and sw["points"] == 2
+    assert sw["local"]["points_per_minute"] == 60.0 * 2 / sw["local"]["wall_s"]
+    dask = sw["dask_local_cluster"]
+    if dask["status"] == "ok":  # same cycles on the cluster as locally, or the benchmark fails
+        assert dask["cycles_equal_to_local"] is True and dask["points_per_minute"] > 0
+    else:
+        assert "dask.distributed is not installed" in dask["status"]
 
 
 def test_timeout_still_bounds_the_speedup():
