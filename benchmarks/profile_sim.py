@@ -41,9 +41,15 @@ PARTS = {
 }
 
 
-def cases() -> list[tuple[str, Path]]:
+def cases(prefill512: bool = False) -> list[tuple[str, Path]]:
+    """The profiled traces; ``prefill512``: only the 7B 512-token prefill instead (about 4 min, profiler included)."""
     bench_models.CACHE.mkdir(parents=True, exist_ok=True)
     syn = ["--synthetic", "llama2-7b", "--stats-from", str(bench_models.STATS_FROM)]
+    if prefill512:
+        big = bench_models._make(
+            bench_models.CACHE / "llama2-7b_prefill512.npz", [*syn, "--tokens", "512", "--phase", "prefill"], print
+        )
+        return [] if big is None else [("llama2-7b prefill, 512 tokens (synthetic values)", big)]
     dec = bench_models._make(
         bench_models.CACHE / "llama2-7b_decode1.npz", [*syn, "--tokens", "1", "--phase", "decode"], print
     )
@@ -95,7 +101,9 @@ def profile_case(label: str, hw_path: Path, trace_path: Path, top: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(hw_path: Path = ROOT / "hw_configs" / "nm8_16.yaml", top: int = 25, out: Path = OUT) -> Path:
+def run(
+    hw_path: Path = ROOT / "hw_configs" / "nm8_16.yaml", top: int = 25, out: Path = OUT, prefill512: bool = False
+) -> Path:
     """Profile every case and write the text report to ``out``."""
     env = machine_info()
     head = (
@@ -103,7 +111,7 @@ def run(hw_path: Path = ROOT / "hw_configs" / "nm8_16.yaml", top: int = 25, out:
         f"machine: {env['cpu_model']}, {env['cpu_count']} CPUs, load average {env['load_average_1_5_15_min']}; "
         f"Python {env['python']}, numpy {env['numpy']}, accelsim {env['accelsim']}\n\n"
     )
-    parts = [profile_case(label, hw_path, path, top) for label, path in cases()]
+    parts = [profile_case(label, hw_path, path, top) for label, path in cases(prefill512)]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(head + "\n\n".join(parts))
     return out
@@ -114,8 +122,9 @@ def main() -> int:
     ap.add_argument("--hw", type=Path, default=ROOT / "hw_configs" / "nm8_16.yaml")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--prefill512", action="store_true", help="profile only the 7B 512-token prefill (slow)")
     args = ap.parse_args()
-    print(f"wrote {run(args.hw, args.top, args.out)}")
+    print(f"wrote {run(args.hw, args.top, args.out, args.prefill512)}")
     return 0
 
 
