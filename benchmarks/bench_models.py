@@ -1,0 +1,288 @@
+"""Whole-model simulator figures: wall time, simulated dense-equivalent MACs per wall-second, peak memory.
+
+Every case (one trace on one hardware config) runs in a fresh subprocess, so its peak resident memory
+(``ru_maxrss``) is its own; ``rss_before_simulate_mb`` is the high-water mark after the imports and opening the
+trace, so the difference is what the simulation itself added.
+
+Cases:
+
+* both committed real SmolLM2-135M traces (``traces/*.npz``) on every ``hw_configs/*.yaml``;
+* a real SmolLM2-135M 128-token prefill (traced into ``benchmarks/.cache/traces`` when torch and the bundled
+  model are there);
+* a Llama-2-7B-shaped decode token and a 512-token prefill (``accelsim trace --synthetic llama2-7b``, values
+  fitted to the committed prefill trace; ``synthetic: true``), made into the same cache directory;
+* pending, not measured: a 7B batch-8 decode step with attention at 4k context (its record says so). Sweep
+  throughput is ``bench_sweep.py``.
+
+Run: python benchmarks/run_all.py --only whole_model   (or python benchmarks/bench_models.py [--smoke])
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (ROOT, ROOT / "benchmarks"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+from results_io import RESULTS, machine_info, update_results, wall_stats  # noqa: E402
+
+CACHE = ROOT / "benchmarks" / ".cache" / "traces"
+STATS_FROM = ROOT / "traces" / "smollm2-135m_prefill32.npz"
+REAL_TRACES = ("traces/smollm2-135m_prefill32.npz", "traces/smollm2-135m_decode16.npz")
+
+# issue 14's targets on this 2-core machine (medians)
+TARGETS = {
+    "smollm2-135m_prefill128": {"all_configs_total_wall_s": 3.0},
+    "llama2-7b_decode1": {"per_config_wall_s": 0.5},
+    "llama2-7b_prefill512": {"per_config_wall_s": 10.0, "peak_rss_mb": 1024.0},
+}
+
+PENDING = {
+    "llama2-7b_batch8_decode_attention4k": {
+        "status": "pending: needs the serving / sweep issue",
+        "what": "one Llama-2-7B-shaped decode step of a batch of 8 sequences with attention at 4k context",
+    },
+}
+
+
+def _hwm_mb() -> float:
+    """High-water resident memory of this process so far (MB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_case_here(hw_path: Path, trace_path: Path, repeat: int) -> dict[str, Any]:
+    """Simulate ``repeat`` times in this process (the subprocess side of :func:`run_case`)."""
+    from accelsim.config import load_hw
+    from accelsim.sim.run import simulate
+    from accelsim.trace.format import Trace
+
+    hw = load_hw(hw_path)
+    with Trace(trace_path) as tr:
+        phase, synthetic, n_sites = tr.phase, tr.synthetic, len(tr.sites)
+    before = _hwm_mb()
+    walls, cpus, res = [], [], None
+    for _ in range(repeat):
+        with Trace(trace_path) as tr:
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = simulate(hw, tr)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+    assert res is not None
+    tot = res.totals
+    return {
+        "phase": phase,
+        "synthetic": synthetic,
+        "sites": n_sites,
+        "tokens": res.meta["trace_tokens"],
+        "simulated_cycles": int(tot["cycles"]),
+        "dense_macs": int(tot["dense_macs"]),
+        "wall_s": walls,
+        "cpu_s": cpus,
+        "rss_before_simulate_mb": before,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_case(hw_path: Path, trace_path: Path, repeat: int) -> dict[str, Any]:
+    """One case in a fresh interpreter; the summary record with medians, MACs per second and peak memory."""
+    cmd = [
+        sys.executable,
+        str(Path(__file__)),
+        "--case",
+        "--hw",
+        str(hw_path),
+        "--trace",
+        str(trace_path),
+        "--repeat",
+        str(repeat),
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("CASE_RESULT ")]
+    if r.returncode != 0 or not lines:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"case {hw_path.name} on {trace_path.name} failed: {tail[0]}")
+    raw = json.loads(lines[-1].split(" ", 1)[1])
+    wall = wall_stats(raw.pop("wall_s"))
+    cpu = wall_stats(raw.pop("cpu_s"))
+    return {
+        "config": hw_path.stem,
+        "trace": _rel(trace_path),
+        **raw,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "dense_equivalent_macs_per_wall_s": raw["dense_macs"] / wall["median"],
+        "simulated_cycles_per_wall_s": raw["simulated_cycles"] / wall["median"],
+    }
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def _make(path: Path, args: list[str], log) -> Path | None:
+    """Create a cached trace with ``python -m accelsim.cli trace ARGS --out path`` unless it exists."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "accelsim.cli", "trace", *args, "--no-progress", "--out", str(path)]
+    log(f"making {_rel(path)}: {' '.join(cmd[1:])}")
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        log(f"  could not make it: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+        return None
+    return path
+
+
+def smoke_trace(log) -> Path:
+    from accelsim.trace.synthetic import make_test_trace
+
+    path = ROOT / "benchmarks" / ".cache" / "smoke" / "smollm2-shapes_prefill4_2layers.npz"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make_test_trace(path, tokens=4, phase="prefill", layers=2, seed=0)
+        log(f"made {_rel(path)}")
+    return path
+
+
+def groups(smoke: bool, prefill512_configs: list[str] | None, log) -> list[tuple[str, Path, list[Path]]]:
+    """``(group name, trace, configs)`` to run."""
+    cfgs = sorted((ROOT / "hw_configs").glob("*.yaml"))
+    if smoke:
+        return [("smoke_synthetic_prefill4", smoke_trace(log), [c for c in cfgs if c.stem in ("dense", "nm8_16")])]
+    out: list[tuple[str, Path, list[Path]]] = []
+    for t in REAL_TRACES:
+        out.append((Path(t).stem, ROOT / t, cfgs))
+    pf128 = _make(CACHE / "smollm2-135m_prefill128.npz", ["--tokens", "128", "--phase", "prefill"], log)
+    if pf128 is not None:
+        out.append(("smollm2-135m_prefill128", pf128, cfgs))
+    syn = ["--synthetic", "llama2-7b", "--stats-from", str(STATS_FROM)]
+    dec = _make(CACHE / "llama2-7b_decode1.npz", [*syn, "--tokens", "1", "--phase", "decode"], log)
+    if dec is not None:
+        out.append(("llama2-7b_decode1", dec, cfgs))
+    pf512 = _make(CACHE / "llama2-7b_prefill512.npz", [*syn, "--tokens", "512", "--phase", "prefill"], log)
+    if pf512 is not None:
+        chosen = cfgs if prefill512_configs in (None, ["all"]) else [c for c in cfgs if c.stem in prefill512_configs]
+        out.append(("llama2-7b_prefill512", pf512, chosen))
+    return out
+
+
+def run(
+    *,
+    smoke: bool = False,
+    repeat: int = 3,
+    prefill512_repeat: int = 1,
+    prefill512_configs: list[str] | None = None,
+    log=print,
+    checkpoint=None,
+) -> dict[str, Any]:
+    """All whole-model cases; returns the ``whole_model`` record."""
+    env = machine_info()
+    record: dict[str, Any] = {
+        "what": "whole-trace simulate() per config: wall time, dense-equivalent MACs per wall-second, peak RSS",
+        "status": "running",
+        "smoke": smoke,
+        "environment": env,
+        "definitions": {
+            "wall_s": "simulate(hw, trace) of the whole trace, min/median/max over repeats in one process",
+            "dense_equivalent_macs_per_wall_s": "sum over sites of T*K*O (dense MACs) / median wall_s",
+            "peak_rss_mb": "ru_maxrss of the case's own subprocess (imports + trace + simulation)",
+            "rss_before_simulate_mb": "high-water RSS after imports and opening the trace, before simulating",
+        },
+        "targets": TARGETS,
+        "groups": {},
+        **({} if smoke else {"pending": PENDING}),
+    }
+    for name, trace, cfgs in groups(smoke, prefill512_configs, log):
+        rep = prefill512_repeat if name == "llama2-7b_prefill512" else (1 if smoke else repeat)
+        cases = []
+        for cfg in cfgs:
+            c = run_case(cfg, trace, rep)
+            cases.append(c)
+            log(
+                f"{name:28s} {c['config']:13s} {c['wall_s']['median']:8.3f} s  "
+                f"{c['dense_equivalent_macs_per_wall_s'] / 1e9:8.2f} G dense MACs/s  "
+                f"{c['simulated_cycles']:>14,} cycles  peak {c['peak_rss_mb']:7.0f} MB "
+                f"(before simulate {c['rss_before_simulate_mb']:.0f} MB)"
+            )
+        grp: dict[str, Any] = {
+            "trace": _rel(trace),
+            "cases": cases,
+            "all_configs_total_wall_s": sum(c["wall_s"]["median"] for c in cases),
+        }
+        if name in TARGETS:
+            grp["target"] = TARGETS[name]
+            grp["target_met"] = _target_met(TARGETS[name], cases)
+        record["groups"][name] = grp
+        if checkpoint is not None:
+            checkpoint(record)
+    record["status"] = "complete"
+    env["load_average_at_end_1_5_15_min"] = [round(v, 2) for v in os.getloadavg()]
+    return record
+
+
+def _target_met(target: dict[str, float], cases: list[dict[str, Any]]) -> dict[str, bool]:
+    met = {}
+    if "all_configs_total_wall_s" in target:
+        met["all_configs_total_wall_s"] = sum(c["wall_s"]["median"] for c in cases) < target["all_configs_total_wall_s"]
+    if "per_config_wall_s" in target:
+        met["per_config_wall_s"] = all(c["wall_s"]["median"] < target["per_config_wall_s"] for c in cases)
+    if "peak_rss_mb" in target:
+        met["peak_rss_mb"] = all(c["peak_rss_mb"] < target["peak_rss_mb"] for c in cases)
+    return met
+
+
+def add_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--model-repeat", type=int, default=3, help="repeats per whole-model case (default 3)")
+    ap.add_argument("--prefill512-repeat", type=int, default=1, help="repeats of the 7B 512-token prefill")
+    ap.add_argument(
+        "--prefill512-configs",
+        default="dense,nm8_16",
+        help="configs for the 7B 512-token prefill (comma list or 'all'; about a minute each)",
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="one tiny synthetic trace on two configs")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--case", action="store_true", help=argparse.SUPPRESS)  # subprocess side of one case
+    ap.add_argument("--hw", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--trace", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
+    add_args(ap)
+    args = ap.parse_args()
+    if args.case:
+        print("CASE_RESULT " + json.dumps(run_case_here(args.hw, args.trace, args.repeat)), flush=True)
+        return 0
+    out = args.out or (ROOT / "benchmarks" / ".cache" / "smoke_results.json" if args.smoke else RESULTS)
+    rec = run(
+        smoke=args.smoke,
+        repeat=args.model_repeat,
+        prefill512_repeat=args.prefill512_repeat,
+        prefill512_configs=args.prefill512_configs.split(","),
+        checkpoint=lambda r: update_results(out, {"whole_model": r}),
+    )
+    update_results(out, {"whole_model": rec})
+    print(f"wrote whole_model to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
