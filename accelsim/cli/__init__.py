@@ -16,6 +16,7 @@ from rich.table import Table
 
 from accelsim import __version__
 from accelsim.config import ConfigError, HwConfig, load_hw
+from accelsim.cli.paths import hide_flag_types, resolve_default
 from accelsim.console import ProgressBar, fail, out_console
 from accelsim.sim.tiling import TilingError
 from accelsim.trace.format import TraceError
@@ -39,7 +40,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-DEFAULT_HW = Path("hw_configs/nm8_16.yaml")
+DEFAULT_HW = Path("hw_configs/nm8_16.yaml")  # resolved from any working directory by resolve_default
+DEFAULT_HW_DIR = Path("hw_configs")
+hide_flag_types()
 
 
 def _version(value: bool) -> None:
@@ -231,6 +234,7 @@ def run(
 
     from accelsim.report.tables import sites_frame, write_outputs
 
+    hw = resolve_default(hw, DEFAULT_HW, "--hw")
     cfg, rec = run_one(hw, trace, baseline)
     res = rec.pop("_result")
     if accuracy is not None:
@@ -247,7 +251,7 @@ def run(
 @app.command()
 def compare(
     trace: Path = typer.Option(..., "--trace", help="Trace .npz."),
-    hw_dir: Path = typer.Option(Path("hw_configs"), "--hw-dir", help="Directory of hardware configs (*.yaml)."),
+    hw_dir: Path = typer.Option(DEFAULT_HW_DIR, "--hw-dir", help="Directory of hardware configs (*.yaml)."),
     out: Path | None = typer.Option(None, "--out", help="Write compare.csv, compare.json and breakdown.png here."),
     accuracy: Path | None = typer.Option(None, "--accuracy", help=_ACCURACY_HELP),
     criterion: str = typer.Option("magnitude", "--criterion", help="Selection criterion of the joined accuracy."),
@@ -257,6 +261,7 @@ def compare(
 
     from accelsim.report.tables import csv_writer, json_writer, write_atomic
 
+    hw_dir = resolve_default(hw_dir, DEFAULT_HW_DIR, "--hw-dir")
     paths = sorted(hw_dir.glob("*.yaml"))
     if not paths:
         raise fail(f"{hw_dir}: no *.yaml hardware configs found")

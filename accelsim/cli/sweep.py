@@ -72,7 +72,9 @@ def sweep_cmd(
     from accelsim.explore import sweep as sw
     from accelsim.trace.format import TraceError
 
-    hw = hw if hw is not None else DEFAULT_HW
+    from accelsim.cli.paths import resolve_default
+
+    hw = resolve_default(hw if hw is not None else DEFAULT_HW, DEFAULT_HW, "--hw")
     try:
         parsed = [g.parse_set(s) for s in sets]
         listed = g.read_grid(grid) if grid is not None else None
