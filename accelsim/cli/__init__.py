@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from accelsim import __version__
-from accelsim.config import ConfigError, HwConfig, load_hw
 from accelsim.cli.paths import hide_flag_types, resolve_default
+from accelsim.config import ConfigError, HwConfig, load_hw
 from accelsim.console import ProgressBar, fail, out_console
 from accelsim.sim.tiling import TilingError
 from accelsim.trace.format import TraceError

@@ -35,9 +35,8 @@ def assumptions_cmd(
 
         accelsim assumptions --jobs 2    # writes docs/assumptions.md from the two committed SmolLM2 traces
     """
-    from accelsim.explore.assumptions import DEFAULT_CONFIGS, build_report
-
     from accelsim.cli.paths import resolve_default
+    from accelsim.explore.assumptions import DEFAULT_CONFIGS, build_report
 
     hw_dir = resolve_default(hw_dir, Path("hw_configs"), "--hw-dir")
     if trace == [Path(t) for t in _TRACES]:

@@ -68,11 +68,10 @@ def sweep_cmd(
     ran it.
     """
     from accelsim.cli import DEFAULT_HW, _baseline_path
+    from accelsim.cli.paths import resolve_default
     from accelsim.explore import grid as g
     from accelsim.explore import sweep as sw
     from accelsim.trace.format import TraceError
-
-    from accelsim.cli.paths import resolve_default
 
     hw = resolve_default(hw if hw is not None else DEFAULT_HW, DEFAULT_HW, "--hw")
     try:
