@@ -202,7 +202,7 @@ def test_table_one_row_per_point_units_and_the_dense_comparison(tmp_path):
         assert col.endswith(units) or ".".join(col.split(".")[:1]) in ("energy_pj", "area_um2"), col
 
 
-OUTPUTS = ("sweep.csv", "sweep.json", "sweep_tradeoff.png")
+OUTPUTS = ("sweep.csv", "sweep.json", "sweep_tradeoff.png", "sweep_heatmap.png")
 
 
 def test_one_process_two_processes_and_a_local_cluster_give_identical_bytes(tmp_path):
