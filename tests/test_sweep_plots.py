@@ -136,3 +136,18 @@ def test_axis_labels_of_keys_carry_units():
     assert sp.key_label("array.mma.units", [4, 8]) == "array.mma.units (count)"
     assert sp.key_label("clock_hz", [1e9]) == "clock_hz (Hz)"
     assert sp.metric_label("energy_pj_per_token") == "energy per token (pJ)"
+
+
+def test_sweep_tradeoff_labels_do_not_overlap_and_point_at_their_points(swept):
+    from matplotlib.text import Text
+
+    from accelsim.report.plots import sweep_tradeoff
+
+    _, df = swept
+    fig = sweep_tradeoff(df, KEYS)
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]
+        assert boxes, "every front is labelled"
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+        assert all(t.arrow_patch is not None for t in ax.texts)  # a leader line to the labelled point

@@ -212,7 +212,8 @@ def roofline(sites: pd.DataFrame, hw, *, ax: Any = None, title: str | None = Non
     ax.set_xlabel("arithmetic intensity (dense MACs per DRAM byte)", fontsize=9)
     ax.set_ylabel("throughput (dense MACs per cycle)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside, never on a site
+    # below the axes, clear of the tick labels and the x label (the pad is in legend font sizes): off the sites
+    ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0.0), borderaxespad=4.5, ncols=2)
     ax.set_title(title or f"roofline of {hw.name} ({hw.sparsity.label})", fontsize=9, loc="left")
     return fig
 
