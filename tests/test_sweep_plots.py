@@ -67,7 +67,7 @@ def test_heatmap_with_a_third_key_needs_it_fixed_and_leaves_missing_cells_blank(
     _, df = swept
     three = pd.concat([df.assign(**{"array.mma.units": u}) for u in (4, 8)], ignore_index=True)
     three.loc[three["array.mma.units"] == 8, "speedup_vs_dense"] *= 2
-    with pytest.raises(ValueError, match="fixed="):
+    with pytest.raises(ValueError, match=r"fixed= \(array\.mma\.units\)$"):
         sp.heatmap_table(three, "dram.bandwidth_gb_per_s", "sparsity.pattern")
     cells = sp.heatmap_table(three, "dram.bandwidth_gb_per_s", "sparsity.pattern", fixed={"array.mma.units": 8})
     assert cells.loc["8:16", 256] == 2 * df.set_index(KEYS).loc[("8:16", 256), "speedup_vs_dense"]

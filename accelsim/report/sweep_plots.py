@@ -98,7 +98,12 @@ def heatmap_table(
         d = d[d[k] == v]
     dup = d.duplicated([x, y], keep=False)
     if dup.any():
-        other = [c for c in d.columns if c not in (x, y) and "." in str(c) and d.loc[dup, c].nunique() > 1]
+        cols = [str(c) for c in d.columns]
+        swept = (
+            cols[cols.index("point_index") + 1 : cols.index("config")] if {"point_index", "config"} <= {*cols} else []
+        )
+        swept += [c for c in cols if "." in c and not c.startswith(("energy_pj.", "area_um2."))]
+        other = [c for c in dict.fromkeys(swept) if c not in (x, y) and d.loc[dup, c].nunique() > 1]
         raise ValueError(
             f"heatmap: several rows per ({x}, {y}) cell; fix the other swept keys with fixed= ({', '.join(other)})"
         )
