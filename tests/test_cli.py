@@ -131,3 +131,47 @@ def test_bad_cost_section_is_rejected_when_the_config_loads(tmp_path):
     bad.write_text((HW / "nm8_16.yaml").read_text() + "cost:\n  node_nm: 3\n")
     r = runner.invoke(app, ["validate", "--hw", str(bad)])
     assert r.exit_code == 2 and "bad_cost.yaml" in r.output and "cost.node_nm" in r.output
+
+
+@pytest.mark.parametrize("command", ["sweep", "run", "compare", "trace", "tradeoff"])
+def test_help_shows_no_value_type_for_flags(command):
+    r = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "<bool>" not in r.output
+    flag_lines = [ln for ln in r.output.splitlines() if "--help" in ln]
+    assert flag_lines and "Show this message" in flag_lines[0]
+    assert "<path>" in r.output  # options that take a value still show its type
+
+
+def test_default_hw_works_from_any_working_directory(tmp_path, trace, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no hw_configs/ here
+    r = runner.invoke(app, ["run", "--trace", str(trace), "--json"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.output[r.output.index("{") :])
+    assert rec["config"] == "nm8_16" and rec["baseline_config"] == "dense"
+
+
+def test_a_default_found_nowhere_is_one_line_naming_the_option(tmp_path, trace, monkeypatch):
+    import accelsim.cli.paths as paths
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(paths, "CHECKOUT", tmp_path / "no-checkout")
+    r = runner.invoke(app, ["run", "--trace", str(trace)])
+    assert r.exit_code == 2
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--hw hw_configs/nm8_16.yaml" in lines[0] and "give --hw PATH" in lines[0]
+    r = runner.invoke(app, ["compare", "--trace", str(trace)])
+    assert r.exit_code == 2 and "--hw-dir hw_configs" in r.output
+
+
+def test_a_working_directory_config_wins_and_typed_paths_are_not_reinterpreted(tmp_path, monkeypatch):
+    from accelsim.cli.paths import CHECKOUT, resolve_default
+
+    monkeypatch.chdir(tmp_path)
+    default = Path("hw_configs/nm8_16.yaml")
+    assert resolve_default(default, default, "--hw") == CHECKOUT / default
+    (tmp_path / "hw_configs").mkdir()
+    (tmp_path / default).write_text((HW / "nm8_16.yaml").read_text())
+    assert resolve_default(default, default, "--hw") == default
+    typed = Path("hw_configs/dense.yaml")  # exists only in the checkout, but the user typed it
+    assert resolve_default(typed, default, "--hw") == typed

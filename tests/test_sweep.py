@@ -202,7 +202,7 @@ def test_table_one_row_per_point_units_and_the_dense_comparison(tmp_path):
         assert col.endswith(units) or ".".join(col.split(".")[:1]) in ("energy_pj", "area_um2"), col
 
 
-OUTPUTS = ("sweep.csv", "sweep.json", "sweep_tradeoff.png")
+OUTPUTS = ("sweep.csv", "sweep.json", "sweep_tradeoff.png", "sweep_heatmap.png")
 
 
 def test_one_process_two_processes_and_a_local_cluster_give_identical_bytes(tmp_path):
@@ -236,8 +236,10 @@ def test_an_existing_dask_scheduler_by_address_gives_the_same_bytes_and_resumes_
         r = _sweep(tcp, "--set", "sparsity.pattern=2:4,8:16", "--scheduler", cluster.scheduler_address)
     assert r.exit_code == 0, r.output
     assert "(1 workers)" in r.output and "resumed: 2 of 3 runs" in r.output
-    for f in OUTPUTS:
+    assert not (one / "sweep_heatmap.png").exists()  # one swept key: no heatmap
+    for f in OUTPUTS[:3]:
         assert (tcp / f).read_bytes() == (one / f).read_bytes(), f
+    assert not (tcp / "sweep_heatmap.png").exists()
 
 
 def test_a_killed_sweep_resumes_without_recomputing_and_ends_with_the_same_table(tmp_path):

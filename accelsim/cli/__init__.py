@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from accelsim import __version__
+from accelsim.cli.paths import hide_flag_types, resolve_default
 from accelsim.config import ConfigError, HwConfig, load_hw
 from accelsim.console import ProgressBar, fail, out_console, run_app, user_text
 from accelsim.safeio import OutputPathError, check_out_dir, check_out_file
@@ -40,7 +41,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-DEFAULT_HW = Path("hw_configs/nm8_16.yaml")
+DEFAULT_HW = Path("hw_configs/nm8_16.yaml")  # resolved from any working directory by resolve_default
+DEFAULT_HW_DIR = Path("hw_configs")
+hide_flag_types()
 
 
 def _version(value: bool) -> None:
@@ -281,6 +284,7 @@ def run(
 
     from accelsim.report.tables import sites_frame, write_outputs
 
+    hw = resolve_default(hw, DEFAULT_HW, "--hw")
     check_out(out, ("sites.csv", "summary.json"))
     acc = load_accuracy_arg(accuracy, criterion)
     cfg, rec = run_one(hw, trace, baseline)
@@ -299,7 +303,7 @@ def run(
 @app.command()
 def compare(
     trace: Path = typer.Option(..., "--trace", help="Trace .npz."),
-    hw_dir: Path = typer.Option(Path("hw_configs"), "--hw-dir", help="Directory of hardware configs (*.yaml)."),
+    hw_dir: Path = typer.Option(DEFAULT_HW_DIR, "--hw-dir", help="Directory of hardware configs (*.yaml)."),
     out: Path | None = typer.Option(None, "--out", help="Write compare.csv, compare.json and breakdown.png here."),
     accuracy: Path | None = typer.Option(None, "--accuracy", help=_ACCURACY_HELP),
     criterion: str = typer.Option("magnitude", "--criterion", help="Selection criterion of the joined accuracy."),
@@ -309,6 +313,7 @@ def compare(
 
     from accelsim.report.tables import csv_writer, json_writer, write_atomic
 
+    hw_dir = resolve_default(hw_dir, DEFAULT_HW_DIR, "--hw-dir")
     check_out(out, ("compare.csv", "compare.json", "breakdown.png"))
     acc = load_accuracy_arg(accuracy, criterion)
     paths = sorted(hw_dir.glob("*.yaml"))

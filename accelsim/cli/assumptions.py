@@ -35,8 +35,12 @@ def assumptions_cmd(
 
         accelsim assumptions --jobs 2    # writes docs/assumptions.md from the two committed SmolLM2 traces
     """
+    from accelsim.cli.paths import resolve_default
     from accelsim.explore.assumptions import DEFAULT_CONFIGS, build_report
 
+    hw_dir = resolve_default(hw_dir, Path("hw_configs"), "--hw-dir")
+    if trace == [Path(t) for t in _TRACES]:
+        trace = [resolve_default(t, t, "--trace") for t in trace]
     names = tuple(config) if config else DEFAULT_CONFIGS
     for n in ("dense", *names):
         if not (hw_dir / f"{n}.yaml").is_file():

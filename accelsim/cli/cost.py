@@ -248,6 +248,9 @@ def tradeoff_cmd(
         if runs is not None:
             run_list = to.load_runs(runs)
         else:
+            from accelsim.cli.paths import resolve_default
+
+            hw_dir = resolve_default(hw_dir, Path("hw_configs"), "--hw-dir")
             paths = sorted(hw_dir.glob("*.yaml"))
             if not paths:
                 raise _fail(f"{hw_dir}: no *.yaml hardware configs found")

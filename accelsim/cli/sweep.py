@@ -38,7 +38,9 @@ def sweep_cmd(
     ),
     traces: list[Path] = typer.Option(..., "--trace", help="Trace .npz; repeat for several (see traces/)."),
     out: Path = typer.Option(
-        ..., "--out", help="Directory: journal.jsonl (resume), sweep.csv, sweep.json, sweep_tradeoff.png."
+        ...,
+        "--out",
+        help="Directory: journal.jsonl (resume), sweep.csv, sweep.json, sweep_tradeoff.png, sweep_heatmap.png.",
     ),
     baseline: Path | None = typer.Option(
         None,
@@ -58,7 +60,9 @@ def sweep_cmd(
     ),
     criterion: str = typer.Option("magnitude", "--criterion", help="Selection criterion of the joined accuracy."),
     plot: bool = typer.Option(
-        True, "--plot/--no-plot", help="Also write sweep_tradeoff.png (speedup vs area and energy, Pareto fronts)."
+        True,
+        "--plot/--no-plot",
+        help="Also write sweep_tradeoff.png (Pareto fronts) and, with two or more keys, sweep_heatmap.png.",
     ),
 ) -> None:
     """Sweep any config keys over their listed values on one or more traces; a tidy table, one row per point.
@@ -68,12 +72,15 @@ def sweep_cmd(
     ran it.
     """
     from accelsim.cli import DEFAULT_HW, _baseline_path, check_out
+    from accelsim.cli.paths import resolve_default
     from accelsim.explore import grid as g
     from accelsim.explore import sweep as sw
     from accelsim.trace.format import TraceError
 
-    check_out(out, ("journal.jsonl", "sweep.csv", "sweep.json", "sweep_tradeoff.png"))  # before any work
-    hw = hw if hw is not None else DEFAULT_HW
+    check_out(
+        out, ("journal.jsonl", "sweep.csv", "sweep.json", "sweep_tradeoff.png", "sweep_heatmap.png")
+    )  # before any work
+    hw = resolve_default(hw if hw is not None else DEFAULT_HW, DEFAULT_HW, "--hw")
     try:
         parsed = [g.parse_set(s) for s in sets]
         listed = g.read_grid(grid) if grid is not None else None
@@ -149,7 +156,8 @@ def _check_fits(hw, refs, n_runs: int) -> None:
 
 def write_tables(out: Path, df, meta: dict[str, Any], keys: list[str], plot: bool) -> list[Path]:
     """``sweep.csv``, ``sweep.json`` (the same rows at full precision, with provenance) and, with ``plot``
-    and the dense comparison, ``sweep_tradeoff.png``: all or none (atomic)."""
+    and the dense comparison, ``sweep_tradeoff.png`` and (two or more swept keys) ``sweep_heatmap.png``: all or
+    none (atomic)."""
     from accelsim.report.tables import csv_writer, write_atomic
 
     record = json.dumps({**meta, "rows": json_rows(df)}, indent=1, allow_nan=False) + "\n"  # columns in table order
@@ -163,6 +171,15 @@ def write_tables(out: Path, df, meta: dict[str, Any], keys: list[str], plot: boo
             fig.savefig(path, dpi=110, metadata={"Software": None})
 
         writers["sweep_tradeoff.png"] = draw
+    if plot and "speedup_vs_dense" in df.columns and len(keys) >= 2:
+
+        def draw_heatmap(path: Path) -> None:
+            from accelsim.report.sweep_plots import sweep_heatmaps
+
+            fig = sweep_heatmaps(df, keys, "speedup_vs_dense", title=f"sweep of {meta['hw_config']}: speedup")
+            fig.savefig(path, dpi=110, metadata={"Software": None})
+
+        writers["sweep_heatmap.png"] = draw_heatmap
     return write_atomic(out, writers)
 
 

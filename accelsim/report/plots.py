@@ -145,16 +145,20 @@ _OFFSETS_PT = [(dx, dy) for dy in (6, -6, 16, -16, 26, -26, 36, -36) for dx in (
 def _label_without_overlap(ax: Any, points: list[tuple[float, float, str]]) -> None:
     """Label each ``(x, y, text)``, trying offsets around the point nearest first and keeping the first whose
     box stays inside the axes and overlaps no label already placed (the last offset when none is free)."""
+    from matplotlib.text import Text
+
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
     placed = []
     for x, y, text in points:
-        for dx, dy in _OFFSETS_PT:
+        for dx, dy in _OFFSETS_PT:  # a leader line: a label moved off a crowded point still points at it
             ann = ax.annotate(
                 text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
                 ha="left" if dx > 0 else "right", va="bottom" if dy > 0 else "top",
+                arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5", "shrinkA": 0, "shrinkB": 3},
             )  # fmt: skip
-            box = ann.get_window_extent(renderer).expanded(1.02, 1.1)
+            ann.update_positions(renderer)
+            box = Text.get_window_extent(ann, renderer).expanded(1.02, 1.1)  # the text, not its leader line
             inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
             if (inside and not any(box.overlaps(b) for b in placed)) or (dx, dy) == _OFFSETS_PT[-1]:
                 placed.append(box)
