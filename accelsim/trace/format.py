@@ -1,17 +1,19 @@
-"""Trace format v1: activations entering the linear sites of one model forward pass, as a plain ``.npz``.
+"""Trace format v2 (reads v1 too): activations entering the linear sites of a model's forward passes, as a ``.npz``.
 
 Layout of the zip archive (every member is a ``.npy`` array; nothing is pickled):
 
 * ``meta.npy``: ``uint8`` bytes of a UTF-8 JSON object (the metadata and the site table, see below);
-* ``token_ids.npy``: ``int64`` token ids of the text the activations come from;
-* ``input/<input_id>.npy``: ``float16`` ``[T, K]`` activations, one per *distinct* input tensor;
-  sites that read the same tensor (q/k/v; gate/up) share one ``input_id``;
+* ``token_ids.npy``: ``int64`` token ids of the text the activations come from (``[B, L]`` for B > 1 sequences);
+* ``input/<input_id>.npy``: ``float16`` ``[rows, K]`` activations, one per *distinct* input tensor;
+  sites that read the same tensor (q/k/v; gate/up) share one ``input_id``. With ``sequences = B`` (v2) the
+  rows are the passes stacked, each flattened as ``[B, T_pass]`` (``accelsim.trace.serving_meta``);
 * ``weight/<site_index>.npy`` (optional): ``[O, K]`` weight in ``nn.Linear`` layout, ``y = x @ W.T + b``;
 * ``bias/<site_index>.npy`` (optional).
 
 Writing fixes every zip timestamp, so the same content gives the same bytes. Reading is lazy: ``Trace`` opens
 the archive and reads one input at a time (``Trace.site_input``), so a multi-GB trace is never loaded whole.
-See ``docs/trace-format.md``.
+v2 adds the metadata keys ``sequences`` (required) and ``architecture`` (heads, KV heads, head dim, vocabulary,
+``lm_head`` shape) and the optional site kind ``lm_head``; see ``docs/trace-format.md``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "accelsim-trace/1"
+from accelsim.trace.serving_meta import (
+    require_architecture,
+    require_sequences,
+    trace_architecture,
+    validate_serving_meta,
+)
+
+SCHEMA_VERSION = "accelsim-trace/2"
+READ_VERSIONS = ("accelsim-trace/1", SCHEMA_VERSION)  # v1 has no 'sequences' (1) nor 'architecture' keys
 PHASES = ("prefill", "decode")
 KINDS = ("q", "k", "v", "o", "gate", "up", "down")
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -102,7 +112,9 @@ def write_trace(path: str | Path, data: TraceData, *, compress: bool = True) -> 
     meta["schema_version"] = SCHEMA_VERSION
     meta["sites"] = [s.to_json() for s in data.sites]
     meta.setdefault("dtype", "float16")
+    meta.setdefault("sequences", 1)
     _validate_meta(meta, str(path))
+    _check_batch_shapes(data, int(meta["sequences"]), str(path))
     ids = {s.input_id for s in data.sites}
     missing = sorted(ids - set(data.inputs))
     if missing:
@@ -142,14 +154,31 @@ def write_trace(path: str | Path, data: TraceData, *, compress: bool = True) -> 
     return path
 
 
+def _check_batch_shapes(data: TraceData, batch: int, where: str) -> None:
+    """Writer-side v2 checks: rows divide into ``batch`` sequences; token ids are ``[L]`` (batch 1) or
+    ``[batch, L]``; at most one ``lm_head`` site."""
+    for input_id, arr in data.inputs.items():
+        if arr.shape[0] % batch:
+            raise TraceError(
+                f"{where}: input '{input_id}' has {arr.shape[0]} rows, not a multiple of sequences {batch}"
+            )
+    ids = np.asarray(data.token_ids)
+    if not (ids.ndim == 2 and ids.shape[0] == batch) and not (ids.ndim == 1 and batch == 1):
+        raise TraceError(f"{where}: token_ids has shape {ids.shape}; sequences {batch} needs [{batch}, L] (or [L])")
+    if sum(s.kind == "lm_head" for s in data.sites) > 1:
+        raise TraceError(f"{where}: more than one site of kind 'lm_head'")
+
+
 def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
     for key in _REQUIRED_META:
         if key not in meta:
             raise TraceError(f"{where}: metadata key '{key}' is missing (required: {', '.join(_REQUIRED_META)})")
-    if meta["schema_version"] != SCHEMA_VERSION:
+    if meta["schema_version"] not in READ_VERSIONS:
         raise TraceError(
-            f"{where}: schema_version is {meta['schema_version']!r}; this accelsim reads {SCHEMA_VERSION!r}"
+            f"{where}: schema_version is {meta['schema_version']!r}; this accelsim reads {', '.join(READ_VERSIONS)}"
         )
+    if meta["schema_version"] != READ_VERSIONS[0]:
+        validate_serving_meta(meta, where)
     if meta["phase"] not in PHASES:
         raise TraceError(f"{where}: key 'phase' is {meta['phase']!r}; allowed: {', '.join(PHASES)}")
     if meta["dtype"] != "float16":
@@ -244,13 +273,37 @@ class Trace:
 
     @property
     def n_tokens(self) -> int:
-        """Rows of every input: tokens of the prefill GEMM, or decode steps."""
+        """Rows of every input: tokens of the prefill GEMM, or decode steps, times ``n_sequences``."""
         return int(self.site_input(self.sites[0]).shape[0])
+
+    @property
+    def n_sequences(self) -> int:
+        """Sequences in the batch (``sequences``; 1 for a v1 trace). Rows: see ``serving_meta.ROW_LAYOUT``."""
+        return int(self.meta.get("sequences", 1))
+
+    @property
+    def architecture(self) -> dict[str, Any] | None:
+        """Heads, KV heads, head dim, vocabulary, lm_head shape ... (``serving_meta``); derived from
+        ``model_config`` for v1 traces; ``None`` if unknown."""
+        return trace_architecture(self.meta)
+
+    def require_sequences(self, batch: int) -> int:
+        """One-line ``TraceError`` naming ``sequences`` if the trace holds fewer than ``batch`` sequences."""
+        return require_sequences(self.meta, batch, str(self.path))
+
+    def require_architecture(self) -> dict[str, Any]:
+        """The architecture, or a one-line ``TraceError`` naming the key."""
+        return require_architecture(self.meta, str(self.path))
 
     def token_ids(self) -> np.ndarray:
         if "token_ids" not in self._members:
             raise TraceError(f"{self.path}: member 'token_ids.npy' is missing")
         return np.asarray(self._member("token_ids"))
+
+    def sequence_token_ids(self) -> np.ndarray:
+        """Token ids as ``[n_sequences, L]`` whatever the stored layout (``[L]`` for one sequence)."""
+        ids = self.token_ids()
+        return ids.reshape(self.n_sequences, -1) if ids.ndim == 1 else ids
 
     def input_ids(self) -> list[str]:
         return sorted({s.input_id for s in self.sites})
