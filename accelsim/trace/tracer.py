@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -382,7 +383,9 @@ def trace_model(
     def run(rec: LinearInputRecorder | None) -> tuple[list[list[int]], list[int] | None]:
         """The forward pass(es); records into ``rec`` when given. Returns (fed tokens, next tokens)."""
         step = rec.step if rec is not None else contextlib.nullcontext
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            # transformers >= 5.25 renames the forward argument past_key_values to cache; both still work
+            warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
             if phase == "prefill":
                 with step():
                     model(input_ids=torch.tensor(windows), use_cache=False)
