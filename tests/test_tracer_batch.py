@@ -260,3 +260,60 @@ def test_union_over_batch_matches_a_direct_numpy_computation():
         assert all(np.diff(mean) > 0.03)  # and the union grows with the batch
     with pytest.raises(TraceError, match="key 'sequences' is 4"):
         batch_union_density(BATCH4, batches=(8,))
+
+
+# -- the real SmolLM2-135M (slow) ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def smol_batch4(smollm2):
+    from accelsim.trace.tracer import trace_model
+
+    return trace_model(smollm2, phase="decode", tokens=8, batch=4).data
+
+
+@pytest.mark.slow
+def test_each_sequence_of_a_real_batch_decodes_as_it_would_alone(smollm2, smol_batch4):
+    from accelsim.trace.tracer import trace_model
+
+    data = smol_batch4
+    assert data.meta["sequence_offsets"] == [0, 32, 64, 96] and data.token_ids.shape == (4, 40)
+    for b in (1, 3):  # the window of sequence b traced alone (batch 1 at offset 32 b)
+        alone = trace_model(smollm2, phase="decode", tokens=8, offset=32 * b).data
+        assert alone.token_ids.tolist() == data.token_ids[b].tolist()  # same greedy tokens
+        for s in data.sites:
+            a = data.inputs[s.input_id].astype(np.float32)[b::4]  # rows r*4 + b
+            ref = alone.inputs[s.input_id].astype(np.float32)
+            assert np.abs(a - ref).max() <= 0.02 * (np.abs(ref).max() + 1e-3), s.name
+
+
+@pytest.mark.slow
+def test_committed_smollm2_batch_trace_is_what_the_command_makes(smollm2, smol_batch4):
+    assert BATCH4.stat().st_size < 8_000_000
+    with Trace(BATCH4) as tr:
+        assert tr.meta["model_sha256"] == smollm2.sha256 and tr.n_sequences == 4 and tr.n_tokens == 32
+        assert len(tr.sites) == 211 and tr.sites[-1].kind == "lm_head"
+        assert tr.sequence_token_ids().tolist() == smol_batch4.token_ids.tolist()
+        for b in range(4):
+            ids = tr.sequence_token_ids()[b].tolist()
+            assert smollm2.tokenizer.decode(ids) == tr.meta["prompt_text"][b] + tr.meta["generated_text"][b]
+        for s in tr.sites:
+            a, ref = tr.site_input(s).astype(np.float32), smol_batch4.inputs[s.input_id].astype(np.float32)
+            np.testing.assert_allclose(a, ref, rtol=2e-3, atol=1e-3 * (np.abs(ref).max() + 1e-3))
+
+
+@pytest.mark.slow
+def test_lm_head_logits_recompute_from_the_recorded_input(smollm2):
+    from accelsim.trace.tracer import trace_model
+
+    logits = []
+    h = smollm2.model.lm_head.register_forward_hook(lambda m, a, y: logits.append(y.detach().double().numpy()))
+    try:
+        data = trace_model(smollm2, tokens=8, batch=2).data
+    finally:
+        h.remove()
+    head = data.sites[-1]
+    x = data.inputs[head.input_id].astype(np.float64)  # [B*T, hidden], row b*T + t
+    w = smollm2.model.lm_head.weight.detach().double().numpy()
+    assert w is not None and smollm2.model.lm_head.weight is smollm2.model.model.embed_tokens.weight  # tied
+    y = logits[0].reshape(16, -1)
+    bound = (2.0**-11 + head.K * 2.0**-24) * (np.abs(x) @ np.abs(w).T) + 1e-6
+    assert (np.abs(x @ w.T - y) <= bound).all()

@@ -2,13 +2,15 @@
 
 Every sequence has the same length ``L`` (no padding, so no masked rows enter a trace):
 
-* **windows**: the text is tokenized once. If the tokenizer adds special tokens at the start (Gemma's
-  ``<bos>``; found by tokenizing the empty string) every window starts with them, followed by
+* **windows**: the text is tokenized once. If the tokenizer adds special tokens at the start (found by
+  tokenizing the empty string) or the model asks for a BOS token that the tokenizer does not add (Gemma's
+  GGUF: ``LoadedModel.bos_token_id``), every window starts with them, followed by
   ``L - len(specials)`` text tokens from body token ``offset + b * stride``. ``stride`` defaults to those
   ``L - len(specials)`` tokens: consecutive, disjoint windows. Sequence 0 at offset 0 is exactly the
   start of the tokenized text, as in a batch-1 trace.
-* **prompts**: a UTF-8 file with one prompt per non-empty line, each tokenized on its own (specials
-  included); the first ``L`` tokens of each of the first ``B`` prompts are used, so each must have ``L``.
+* **prompts**: a UTF-8 file with one prompt per non-empty line, each tokenized on its own (specials and
+  the model's BOS included); the first ``L`` tokens of each of the first ``B`` prompts are used, so each
+  must have ``L``.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ class Sequences:
     specials: list[int]
 
 
-def special_prefix(tokenize: Callable[[str], list[int]]) -> list[int]:
-    """Token ids the tokenizer adds to every text (e.g. ``[<bos>]``), found on the empty string."""
-    return list(tokenize(""))
+def special_prefix(tokenize: Callable[[str], list[int]], bos: int | None = None) -> list[int]:
+    """Token ids every sequence starts with: those the tokenizer adds to every text (found on the empty
+    string), preceded by ``bos`` when the model asks for it and the tokenizer does not add it."""
+    own = list(tokenize(""))
+    return own if bos is None or own[:1] == [bos] else [bos, *own]
 
 
 def text_windows(
@@ -99,18 +103,22 @@ def prompt_sequences(
     *,
     batch: int | None,
     length: int,
+    bos: int | None = None,
 ) -> Sequences:
-    """The first ``length`` tokens of each of the first ``batch`` prompts of ``path`` (all, if ``None``)."""
+    """The first ``length`` tokens of each of the first ``batch`` prompts of ``path`` (all, if ``None``),
+    each starting with ``special_prefix(tokenize, bos)``."""
     prompts = read_prompts(path)
     b = len(prompts) if batch is None else batch
     if b < 1:
         raise BatchInputError(f"--batch {b}: must be >= 1")
     if b > len(prompts):
         raise BatchInputError(f"--batch {b}: --prompt-file {str(path)!r} holds only {len(prompts)} prompt(s)")
+    specials = special_prefix(tokenize, bos)
+    extra = specials[: len(specials) - len(list(tokenize("")))]  # the BOS the tokenizer does not add
     ids, lines = [], []
     line_no = [i + 1 for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()) if line.strip()]
     for i in range(b):
-        toks = list(tokenize(prompts[i]))
+        toks = extra + list(tokenize(prompts[i]))
         if len(toks) < length:
             raise BatchInputError(
                 f"--prompt-file {str(path)!r}: prompt on line {line_no[i]} has {len(toks)} tokens; "
@@ -118,4 +126,4 @@ def prompt_sequences(
             )
         ids.append(toks[:length])
         lines.append(line_no[i])
-    return Sequences(ids=ids, offsets=lines, source="prompt file", stride=None, specials=special_prefix(tokenize))
+    return Sequences(ids=ids, offsets=lines, source="prompt file", stride=None, specials=specials)

@@ -294,7 +294,7 @@ def _parse_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
 
 def _sequences(
     tokenizer: Any, body: str, text_label: str, *, phase: str, tokens: int, prompt_tokens: int, offset: int,
-    batch: int | None, stride: int | None, prompt_file: str | Path | None,
+    batch: int | None, stride: int | None, prompt_file: str | Path | None, bos: int | None,
 ) -> Any:  # fmt: skip
     from accelsim.trace.batch import BatchInputError, prompt_sequences, special_prefix, text_windows
 
@@ -302,9 +302,10 @@ def _sequences(
     length = tokens if phase == "prefill" else prompt_tokens
     try:
         if prompt_file is not None:
-            return prompt_sequences(prompt_file, tok, batch=batch, length=length)
-        ids = tok(body)
-        specials = special_prefix(tok)
+            return prompt_sequences(prompt_file, tok, batch=batch, length=length, bos=bos)
+        own, ids = tok(""), tok(body)
+        specials = special_prefix(tok, bos)
+        ids = specials + (ids[len(own) :] if ids[: len(own)] == own else ids)  # every window starts with specials
         if (batch or 1) == 1 and len(ids) < offset + length:  # the batch-1 message of earlier versions
             what = f"{tokens} tokens" if phase == "prefill" else f"a {prompt_tokens}-token prompt"
             raise TraceInputError(
@@ -372,7 +373,7 @@ def trace_model(
     body, text_sha, text_label = read_text(text)
     seqs = _sequences(
         tokenizer, body, text_label, phase=phase, tokens=tokens, prompt_tokens=prompt_tokens, offset=offset,
-        batch=batch, stride=stride, prompt_file=prompt_file,
+        batch=batch, stride=stride, prompt_file=prompt_file, bos=getattr(lm, "bos_token_id", None),
     )  # fmt: skip
     if prompt_file is not None:
         text_sha, text_label = _file_sha256(prompt_file), str(prompt_file)
