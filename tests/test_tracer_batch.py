@@ -317,3 +317,15 @@ def test_lm_head_logits_recompute_from_the_recorded_input(smollm2):
     y = logits[0].reshape(16, -1)
     bound = (2.0**-11 + head.K * 2.0**-24) * (np.abs(x) @ np.abs(w).T) + 1e-6
     assert (np.abs(x @ w.T - y) <= bound).all()
+
+
+def test_committed_batch_trace_rows_and_token_ids_match_the_header_helpers():
+    """The header-only helpers a reader uses (``expected_rows``, ``check_token_ids_shape``) agree with the data."""
+    from accelsim.trace import serving_meta
+
+    with Trace(BATCH4) as tr:
+        assert serving_meta.expected_rows(tr.meta) == tr.n_tokens == tr.meta["tokens"] * 4
+        serving_meta.check_token_ids_shape(tr.meta, tr.token_ids().shape, str(BATCH4))
+        with pytest.raises(TraceError, match=r"key 'sequences' 4 needs \[4, L\]"):
+            serving_meta.check_token_ids_shape(tr.meta, tr.token_ids().reshape(-1).shape, str(BATCH4))
+    assert serving_meta.expected_rows({"tokens": 8}) == 8 and serving_meta.expected_rows({}) is None

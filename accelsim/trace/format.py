@@ -28,12 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from accelsim.trace.serving_meta import (
-    require_architecture,
-    require_sequences,
-    trace_architecture,
-    validate_serving_meta,
-)
+from accelsim.trace import serving_meta
 
 SCHEMA_VERSION = "accelsim-trace/2"
 READ_VERSIONS = ("accelsim-trace/1", SCHEMA_VERSION)  # v1 has no 'sequences' (1) nor 'architecture' keys
@@ -114,7 +109,7 @@ def write_trace(path: str | Path, data: TraceData, *, compress: bool = True) -> 
     meta.setdefault("dtype", "float16")
     meta.setdefault("sequences", 1)
     _validate_meta(meta, str(path))
-    _check_batch_shapes(data, int(meta["sequences"]), str(path))
+    serving_meta.check_write_shapes(meta, data, str(path))
     ids = {s.input_id for s in data.sites}
     missing = sorted(ids - set(data.inputs))
     if missing:
@@ -154,21 +149,6 @@ def write_trace(path: str | Path, data: TraceData, *, compress: bool = True) -> 
     return path
 
 
-def _check_batch_shapes(data: TraceData, batch: int, where: str) -> None:
-    """Writer-side v2 checks: rows divide into ``batch`` sequences; token ids are ``[L]`` (batch 1) or
-    ``[batch, L]``; at most one ``lm_head`` site."""
-    for input_id, arr in data.inputs.items():
-        if arr.shape[0] % batch:
-            raise TraceError(
-                f"{where}: input '{input_id}' has {arr.shape[0]} rows, not a multiple of sequences {batch}"
-            )
-    ids = np.asarray(data.token_ids)
-    if not (ids.ndim == 2 and ids.shape[0] == batch) and not (ids.ndim == 1 and batch == 1):
-        raise TraceError(f"{where}: token_ids has shape {ids.shape}; sequences {batch} needs [{batch}, L] (or [L])")
-    if sum(s.kind == "lm_head" for s in data.sites) > 1:
-        raise TraceError(f"{where}: more than one site of kind 'lm_head'")
-
-
 def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
     for key in _REQUIRED_META:
         if key not in meta:
@@ -178,7 +158,7 @@ def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
             f"{where}: schema_version is {meta['schema_version']!r}; this accelsim reads {', '.join(READ_VERSIONS)}"
         )
     if meta["schema_version"] != READ_VERSIONS[0]:
-        validate_serving_meta(meta, where)
+        serving_meta.validate_serving_meta(meta, where)
     if meta["phase"] not in PHASES:
         raise TraceError(f"{where}: key 'phase' is {meta['phase']!r}; allowed: {', '.join(PHASES)}")
     if meta["dtype"] != "float16":
@@ -273,8 +253,16 @@ class Trace:
 
     @property
     def n_tokens(self) -> int:
-        """Rows of every input: tokens of the prefill GEMM, or decode steps, times ``n_sequences``."""
+        """Rows of every input: tokens of the prefill GEMM, or decode steps."""
         return int(self.site_input(self.sites[0]).shape[0])
+
+    def token_ids(self) -> np.ndarray:
+        if "token_ids" not in self._members:
+            raise TraceError(f"{self.path}: member 'token_ids.npy' is missing")
+        return np.asarray(self._member("token_ids"))
+
+    def input_ids(self) -> list[str]:
+        return sorted({s.input_id for s in self.sites})
 
     @property
     def n_sequences(self) -> int:
@@ -285,28 +273,20 @@ class Trace:
     def architecture(self) -> dict[str, Any] | None:
         """Heads, KV heads, head dim, vocabulary, lm_head shape ... (``serving_meta``); derived from
         ``model_config`` for v1 traces; ``None`` if unknown."""
-        return trace_architecture(self.meta)
+        return serving_meta.trace_architecture(self.meta)
 
     def require_sequences(self, batch: int) -> int:
         """One-line ``TraceError`` naming ``sequences`` if the trace holds fewer than ``batch`` sequences."""
-        return require_sequences(self.meta, batch, str(self.path))
+        return serving_meta.require_sequences(self.meta, batch, str(self.path))
 
     def require_architecture(self) -> dict[str, Any]:
         """The architecture, or a one-line ``TraceError`` naming the key."""
-        return require_architecture(self.meta, str(self.path))
-
-    def token_ids(self) -> np.ndarray:
-        if "token_ids" not in self._members:
-            raise TraceError(f"{self.path}: member 'token_ids.npy' is missing")
-        return np.asarray(self._member("token_ids"))
+        return serving_meta.require_architecture(self.meta, str(self.path))
 
     def sequence_token_ids(self) -> np.ndarray:
         """Token ids as ``[n_sequences, L]`` whatever the stored layout (``[L]`` for one sequence)."""
         ids = self.token_ids()
         return ids.reshape(self.n_sequences, -1) if ids.ndim == 1 else ids
-
-    def input_ids(self) -> list[str]:
-        return sorted({s.input_id for s in self.sites})
 
     # -- arrays ---------------------------------------------------------------------------------------
     def site_input(self, site: Site | int, *, cache: bool = False) -> np.ndarray:

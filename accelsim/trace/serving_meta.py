@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+#: The v2 site kind of the output projection, next to the decoder layers' linears (``format.KINDS``).
+LM_HEAD_KIND = "lm_head"
 ARCH_INT_FIELDS = ("n_layers", "hidden", "intermediate", "n_heads", "n_kv_heads", "head_dim", "vocab_size")
 LAYER_TYPES = ("full_attention", "sliding_attention")
 ROW_LAYOUT = {
@@ -71,6 +73,38 @@ def validate_serving_meta(meta: Mapping[str, Any], where: str) -> None:
         raise _error(f"{where}: key 'architecture.sliding_window' must be an integer >= 1 (sliding layers exist)")
     if window is not None and not _pos_int(window):
         raise _error(f"{where}: key 'architecture.sliding_window' must be an integer >= 1 or null, got {window!r}")
+
+
+def check_write_shapes(meta: Mapping[str, Any], data: Any, where: str) -> None:
+    """Writer-side v2 checks on a ``TraceData``: every input's rows divide into ``sequences``; token ids are
+    ``[L]`` (one sequence) or ``[sequences, L]``; at most one ``lm_head`` site."""
+    batch = int(meta.get("sequences", 1))
+    for input_id in sorted(data.inputs):
+        rows = data.inputs[input_id].shape[0]
+        if rows % batch:
+            raise _error(f"{where}: input '{input_id}' has {rows} rows, not a multiple of sequences {batch}")
+    check_token_ids_shape(meta, tuple(getattr(data.token_ids, "shape", (len(data.token_ids),))), where)
+    if sum(s.kind == LM_HEAD_KIND for s in data.sites) > 1:
+        raise _error(f"{where}: more than one site of kind '{LM_HEAD_KIND}'")
+
+
+def check_token_ids_shape(meta: Mapping[str, Any], shape: tuple[int, ...], where: str) -> None:
+    """``token_ids`` is ``[L]`` for one sequence or ``[sequences, L]``; a one-line error naming the member."""
+    batch = int(meta.get("sequences", 1))
+    if not (len(shape) == 2 and shape[0] == batch) and not (len(shape) == 1 and batch == 1):
+        raise _error(
+            f"{where}: member 'token_ids.npy' has shape {tuple(shape)}; key 'sequences' {batch} needs "
+            f"[{batch}, L]" + (" (or [L])" if batch == 1 else "")
+        )
+
+
+def expected_rows(meta: Mapping[str, Any]) -> int | None:
+    """Rows every input must hold: ``tokens * sequences`` (prefill tokens or decode steps, per sequence);
+    ``None`` when the metadata has no integer ``tokens``. For a header-only reader's row check."""
+    tokens = meta.get("tokens")
+    if not isinstance(tokens, int) or isinstance(tokens, bool):
+        return None
+    return tokens * int(meta.get("sequences", 1))
 
 
 def architecture_from_config(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
