@@ -4,7 +4,7 @@ Every sequence has the same length ``L`` (no padding, so no masked rows enter a 
 
 * **windows**: the text is tokenized once. If the tokenizer adds special tokens at the start (found by
   tokenizing the empty string) or the model asks for a BOS token that the tokenizer does not add (Gemma's
-  GGUF: ``LoadedModel.bos_token_id``), every window starts with them, followed by
+  the tracer's ``bos`` argument), every window starts with them, followed by
   ``L - len(specials)`` text tokens from body token ``offset + b * stride``. ``stride`` defaults to those
   ``L - len(specials)`` tokens: consecutive, disjoint windows. Sequence 0 at offset 0 is exactly the
   start of the tokenized text, as in a batch-1 trace.
