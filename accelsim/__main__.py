@@ -1,5 +1,5 @@
 """``python -m accelsim``: the same command line as the ``accelsim`` script."""
 
-from accelsim.cli import app
+from accelsim.cli import cli_main
 
-app(prog_name="accelsim")
+cli_main()

@@ -15,6 +15,7 @@ LAYERS: dict[str, int] = {
     "accelsim": 0,  # accelsim/__init__.py: the version only
     "nm": 0,  # N:M selection rule shared by the tracer and the simulator
     "hf": 0,  # model download/loading helpers (torch imported lazily)
+    "safeio": 0,  # output path checks, atomic output directories, JSON without NaN, size estimates
     "config": 1,
     "trace": 2,
     "sim": 3,

@@ -40,7 +40,7 @@ def _base() -> str:
         ("  n: 8\n", "  n: 32\n", "sparsity: n must be <= m"),
         ("  latency_cycles: 100\n", "  latency_cycles: 100\n  latncy: 3\n", "dram.latncy: unknown key"),
         ("bandwidth_gb_per_s: 256.0", "bandwidth_gb_per_s: fast", "dram.bandwidth_gb_per_s"),
-        ("bandwidth_gb_per_s: 256.0", "bandwidth_gb_per_s: -1", "greater than 0"),
+        ("bandwidth_gb_per_s: 256.0", "bandwidth_gb_per_s: -1", "greater than or equal to 0.001"),
         ("dataflow: mma", "dataflow: systolic", "array.dataflow: must be one of 'ws', 'os' or 'mma'"),
         ("weight_fetch: gather_rows", "weight_fetch: some", "sparsity.weight_fetch"),
         ("    units: 8\n", "", "array.mma.units: required key is missing"),

@@ -16,7 +16,8 @@ from rich.table import Table
 
 from accelsim import __version__
 from accelsim.config import ConfigError, HwConfig, load_hw
-from accelsim.console import ProgressBar, fail, out_console
+from accelsim.console import ProgressBar, fail, out_console, run_app, user_text
+from accelsim.safeio import OutputPathError, check_out_dir, check_out_file
 from accelsim.sim.tiling import TilingError
 from accelsim.trace.format import TraceError
 
@@ -73,6 +74,33 @@ def load_checked_hw(path: Path) -> HwConfig:
     return cfg
 
 
+def check_out(out: Path | None, files: tuple[str, ...] = (), *, is_file: bool = False) -> None:
+    """``--out`` checked before any work (exists as a file, parent not writable, a file to be written is a
+    directory, read-only or pseudo file system): one line and exit 2."""
+    if out is None:
+        return
+    try:
+        check_out_file(out) if is_file else check_out_dir(out, files)
+    except OutputPathError as exc:
+        raise fail(str(exc)) from None
+
+
+def load_accuracy_arg(accuracy: Path | None, criterion: str) -> Any:
+    """The ``--accuracy`` records, read and checked before any simulation: a bad file or a ``--criterion`` the
+    file has no record of fails with one line naming the allowed criteria."""
+    if accuracy is None:
+        return None
+    from accelsim.cost import CostError
+    from accelsim.explore import check_criterion, load_accuracy
+
+    try:
+        acc = load_accuracy(accuracy)
+        check_criterion(acc, criterion)
+    except CostError as exc:
+        raise fail(f"--accuracy {accuracy}: {exc}") from None
+    return acc
+
+
 def _baseline_path(hw_path: Path, baseline: Path | None) -> Path | None:
     if baseline is not None:
         return baseline
@@ -92,7 +120,7 @@ def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
             "its values are sampled, not recorded from a model"
         )
     t = Table(
-        title=f"accelsim {__version__}: {rec['config']} ({rec['pattern']}) on a {rec['phase']} trace, "
+        title=f"accelsim {__version__}: {user_text(rec['config'])} ({rec['pattern']}) on a {rec['phase']} trace, "
         f"{rec['sites']} linear sites, {rec['tokens']} tokens",
         show_header=True,
         header_style="bold",
@@ -167,6 +195,7 @@ def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> tuple[HwConfig
     base = _baseline_path(hw_path, baseline)
     if base is not None:
         _load_hw(base)
+    check_run_fits(cfg, trace, hw_path)
     progress = ProgressBar(f"simulating {hw_path.name}", delay_s=1.0)
     try:
         return cfg, evaluate(hw_path, trace, baseline=base, keep_result=True, progress=progress)
@@ -180,13 +209,34 @@ def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> tuple[HwConfig
         progress.close()
 
 
-def _join_accuracy(recs: list[dict[str, Any]], cfgs: list[HwConfig], accuracy: Path, criterion: str) -> None:
+def check_run_fits(cfg: HwConfig, trace: Path, hw_path: Path) -> None:
+    """Estimate the run's peak memory and time from the trace headers before simulating; refuse (one line with
+    the estimate) what cannot fit in the memory available or would take longer than a week."""
+    from accelsim.safeio import TooLargeError, check_fits, estimate_run
+    from accelsim.sim.tiling import check_sites, choose_tiling
+    from accelsim.trace.format import Trace
+
+    try:
+        with Trace(trace) as tr:
+            sizes, decode = tr.site_sizes(), tr.phase == "decode"
+        check_sites(cfg, [(k, o) for _, _, k, o in sizes])  # the simulator's own check: widest site first
+        est = estimate_run(cfg, sizes, choose_tiling, decode=decode)
+        check_fits(est, what=f"{hw_path.name} on {trace}")
+    except TraceError as exc:
+        raise fail(str(exc)) from None
+    except TilingError as exc:
+        raise fail(f"{hw_path}: {exc}") from None
+    except TooLargeError as exc:
+        raise fail(str(exc)) from None
+
+
+def _join_accuracy(recs: list[dict[str, Any]], cfgs: list[HwConfig], accuracy: Path, acc: Any, criterion: str) -> None:
     """Add ``ppl``, ``delta_ppl`` and ``accuracy_key`` of the matching ``accelsim eval`` record to each run
     record (pattern and the config's own mitigation; ``dense`` matches the dense record); NaN when none."""
     import pandas as pd
 
     from accelsim.cost import CostError
-    from accelsim.explore import join_accuracy, load_accuracy
+    from accelsim.explore import join_accuracy
 
     frame = pd.DataFrame(
         [
@@ -195,7 +245,7 @@ def _join_accuracy(recs: list[dict[str, Any]], cfgs: list[HwConfig], accuracy: P
         ]
     )
     try:
-        joined = join_accuracy(frame, load_accuracy(accuracy), criterion=criterion)
+        joined = join_accuracy(frame, acc, criterion=criterion)
     except CostError as exc:
         raise fail(f"--accuracy {accuracy}: {exc}") from None
     for r, (_, j) in zip(recs, joined.iterrows(), strict=True):
@@ -231,17 +281,19 @@ def run(
 
     from accelsim.report.tables import sites_frame, write_outputs
 
+    check_out(out, ("sites.csv", "summary.json"))
+    acc = load_accuracy_arg(accuracy, criterion)
     cfg, rec = run_one(hw, trace, baseline)
     res = rec.pop("_result")
     if accuracy is not None:
-        _join_accuracy([rec], [cfg], accuracy, criterion)
+        _join_accuracy([rec], [cfg], accuracy, acc, criterion)
     if json_only:
         out_console.print_json(json.dumps(rec, sort_keys=True))
     else:
         print_summary(rec)
     if out is not None:
         written = write_outputs(out, sites_frame(res, cfg), rec)
-        out_console.print(f"wrote {', '.join(str(p) for p in written)}")
+        out_console.print(f"wrote {', '.join(str(p) for p in written)}", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -257,9 +309,13 @@ def compare(
 
     from accelsim.report.tables import csv_writer, json_writer, write_atomic
 
+    check_out(out, ("compare.csv", "compare.json", "breakdown.png"))
+    acc = load_accuracy_arg(accuracy, criterion)
     paths = sorted(hw_dir.glob("*.yaml"))
     if not paths:
         raise fail(f"{hw_dir}: no *.yaml hardware configs found")
+    for p in paths:
+        _load_hw(p)  # every config's error before the first simulation
     cfgs, recs = [], []
     for p in paths:
         cfg, rec = run_one(p, trace, None)
@@ -267,7 +323,7 @@ def compare(
         cfgs.append(cfg)
         recs.append(rec)
     if accuracy is not None:
-        _join_accuracy(recs, cfgs, accuracy, criterion)
+        _join_accuracy(recs, cfgs, accuracy, acc, criterion)
     recs.sort(key=lambda r: -r["cycles"])
     cols = [
         "config",
@@ -287,7 +343,7 @@ def compare(
     csv_df = flat[front + [c for c in flat.columns if c not in front and c != "provenance"]]
     if recs[0].get("synthetic_trace"):
         out_console.print("[bold yellow]warning:[/] this trace is SYNTHETIC (synthetic: true in its metadata)")
-    title = f"{trace.name}: {recs[0]['phase']}, {recs[0]['tokens']} tokens, {recs[0]['sites']} linear sites"
+    title = f"{user_text(trace.name)}: {recs[0]['phase']}, {recs[0]['tokens']} tokens, {recs[0]['sites']} linear sites"
     caption = "headers: compare.csv column names, '_' shown as spaces (the CSV has every column of summary.json)"
     t = Table(title=title, caption=caption)
     cells = [[_cell(r[c]) for c in cols] for _, r in df.iterrows()]
@@ -311,7 +367,7 @@ def compare(
         written = write_atomic(
             out, {"compare.csv": csv_writer(csv_df), "compare.json": json_writer(recs), "breakdown.png": plot}
         )
-        out_console.print(f"wrote {', '.join(str(p) for p in written)}")
+        out_console.print(f"wrote {', '.join(str(p) for p in written)}", markup=False, soft_wrap=True)
 
 
 def _cell(v: Any) -> str:
@@ -321,7 +377,7 @@ def _cell(v: Any) -> str:
         return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}"
     if isinstance(v, int):
         return f"{v:,}"
-    return str(v)
+    return user_text(v)  # config names are the user's text: printed literally, never as markup
 
 
 @app.command()
@@ -334,8 +390,9 @@ def validate(
         from accelsim.sim.tiling import granules
 
         out_console.print(
-            f"{p}: ok ({cfg.name}: {cfg.array.dataflow}, {cfg.peak_macs_per_cycle} MAC/cycle at "
-            f"{cfg.clock_hz / 1e9:g} GHz, DRAM {cfg.dram_bytes_per_cycle:g} bytes_per_cycle, "
+            f"{user_text(p, 1000)}: ok ({user_text(cfg.name)}: {cfg.array.dataflow}, "
+            f"{cfg.peak_macs_per_cycle} MAC/cycle at {cfg.clock_hz / 1e9:g} GHz, "
+            f"DRAM {cfg.dram_bytes_per_cycle:g} bytes_per_cycle, "
             f"sparsity {cfg.sparsity.label}, tile granules (T, K, O) = {granules(cfg)})"
         )
 
@@ -372,9 +429,18 @@ def _register_optional() -> None:
         app.command("assumptions")(assumptions_cmd)
     except ImportError:
         pass
+    from accelsim.cli.sweep import EPILOG, sweep_cmd
+
+    app.command("sweep", epilog=EPILOG)(sweep_cmd)
 
 
 _register_optional()
 
+
+def cli_main() -> None:
+    """The console script: the app with click's usage errors as one ``error:`` line and exit 2."""
+    run_app(app)
+
+
 if __name__ == "__main__":
-    app()
+    cli_main()

@@ -44,8 +44,9 @@ def assumptions_cmd(
     for t in trace:
         if not t.is_file():
             raise fail(f"{t}: no such trace file (--trace)")
-    if out.exists() and out.is_dir():
-        raise fail(f"{out}: is a directory (--out takes a markdown file)")
+    from accelsim.cli import check_out
+
+    check_out(out, is_file=True)  # a directory, an unwritable parent, a read-only or pseudo file system
     bar = ProgressBar("simulating", delay_s=1.0)
     argv = " ".join(f"--trace {t}" for t in trace)
     cfg_args = "".join(f" --config {n}" for n in config) if config else ""
@@ -60,4 +61,4 @@ def assumptions_cmd(
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, out)
-    out_console.print(f"wrote {out}")
+    out_console.print(f"wrote {out}", markup=False)

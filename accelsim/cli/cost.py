@@ -17,6 +17,7 @@ from accelsim.config.yaml_io import ConfigError
 from accelsim.console import err_console as _err
 from accelsim.console import fail as _fail
 from accelsim.console import out_console as _out
+from accelsim.console import user_text
 
 
 def _load(path: Path):
@@ -95,7 +96,7 @@ def cost_cmd(
         }
         _out.print_json(json.dumps(rec, sort_keys=True))
         return
-    t = Table(title=f"area of {cfg.name} ({cfg.sparsity.label}) at {h.node_nm} nm, {h.datatype} MACs")
+    t = Table(title=f"area of {user_text(cfg.name)} ({cfg.sparsity.label}) at {h.node_nm} nm, {h.datatype} MACs")
     t.add_column("component")
     t.add_column("area_um2", justify="right")
     t.add_column("share", justify="right")
@@ -110,9 +111,9 @@ def cost_cmd(
         "inventory: " + ", ".join(f"{k}={v}" for k, v in inv.items() if v is not None and k != "table"),
         soft_wrap=True,
     )
-    _out.print(f"table: {h.table.origin}", style="dim", soft_wrap=True)
+    _out.print(f"table: {h.table.origin}", style="dim", soft_wrap=True, markup=False)
     if prices:
-        pt = Table(title=f"energy per action (pJ) of {cfg.name} at {h.node_nm} nm")
+        pt = Table(title=f"energy per action (pJ) of {user_text(cfg.name)} at {h.node_nm} nm")
         pt.add_column("action")
         pt.add_column("pJ", justify="right")
         pt.add_column("by component")
@@ -232,9 +233,15 @@ def tradeoff_cmd(
 
     if (runs is None) == (not trace):
         raise _fail("give either --trace (one or more, simulated here) or --runs (a saved runs.json)")
+    from accelsim.cli import check_out
+
+    files = ("tradeoff.csv", "tradeoff.png", "runs.json")
+    files += (() if no_sensitivity else ("sensitivity.csv",)) + (("breakeven.csv",) if breakeven else ())
+    check_out(out, files)
     tab = _table_arg(table)
     try:
         acc = to.load_accuracy(accuracy)
+        to.check_criterion(acc, criterion)
         scalings = to.parse_scalings(scale) if scale else None
         if scalings:
             tab.scaled(dict.fromkeys(scalings, 1.0))  # unknown entries are errors before any simulation
@@ -277,10 +284,10 @@ def tradeoff_cmd(
         for i, c in enumerate(header):
             t.add_column(c, justify="left" if i < 2 else "right")
         for r in rows:
-            t.add_row(*r)
+            t.add_row(*(user_text(c, 1000) for c in r))
         _out.print(t)
     if unmatched:
-        _out.print(f"no accuracy record for: {', '.join(unmatched)} (not ranked)", style="yellow")
+        _out.print(f"no accuracy record for: {', '.join(unmatched)} (not ranked)", style="yellow", markup=False)
     if sens is not None:
         moved = sens[sens["changed"]]
         if moved.empty:
@@ -297,7 +304,7 @@ def tradeoff_cmd(
                 for c in sh:
                     st.add_column(c)
                 for r in srows:
-                    st.add_row(*r)
+                    st.add_row(*(user_text(c, 1000) for c in r))
                 _out.print(st)
             still = sorted(set(sens["entry"]) - set(moved["entry"]))
             if still:
@@ -321,7 +328,7 @@ def tradeoff_cmd(
             for c in bh:
                 bt.add_column(c)
             for r in brows:
-                bt.add_row(*r)
+                bt.add_row(*(user_text(c, 1000) for c in r))
             _out.print(bt)
     if out is not None:
         from accelsim.report.plots import tradeoff_grid
@@ -341,4 +348,4 @@ def tradeoff_cmd(
         if be is not None:
             writers["breakeven.csv"] = csv_writer(be)
         written = write_atomic(out, writers)
-        _out.print(f"wrote {', '.join(str(p) for p in written)}")
+        _out.print(f"wrote {', '.join(str(p) for p in written)}", markup=False, soft_wrap=True)

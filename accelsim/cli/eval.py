@@ -116,6 +116,9 @@ def eval_cmd(
     except ModelLoadError as exc:
         raise _fail(str(exc)) from None
     out_path = out or Path("results/accuracy") / f"{Path(model).stem if model != 'smollm2-135m' else model}.json"
+    from accelsim.cli import check_out
+
+    check_out(out_path, is_file=True)
 
     from accelsim.accuracy.calibrate import WindowError
     from accelsim.accuracy.evaluate import EvalSettings, Evaluator, load_records, write_records

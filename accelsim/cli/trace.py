@@ -104,8 +104,9 @@ def trace(
     layer_list = _parse_layers(layers)
     if layers is not None and not with_weights:
         raise _fail("--layers chooses the layers whose weights are stored: add --with-weights")
-    if out is not None and out.is_dir():
-        raise _fail(f"--out {out}: is a directory; give a file name such as {out / 'trace.npz'}")
+    from accelsim.cli import check_out
+
+    check_out(out, is_file=True)
     if batch is not None and batch < 1:
         raise _fail(f"--batch {batch}: must be >= 1")
     if stride is not None and (stride < 1 or prompt_file is not None):
@@ -128,6 +129,7 @@ def trace(
             raise _fail("--prompt-file replaces --text: give one of them")
     suffix = f"_b{batch}" if batch not in (None, 1) else ""
     out = out or Path("traces") / f"{_slug(model)}_{phase}{tokens}{suffix}.npz"
+    check_out(out, is_file=True)
 
     from accelsim.hf import ModelLoadError, resolve_model
     from accelsim.trace.tracer import TraceInputError, separate_input_bytes, trace_to_file
@@ -208,6 +210,10 @@ def _synthetic(
     if with_weights:
         raise _fail("--with-weights: a synthetic trace has no weights")
     out = out or Path("traces") / f"{shape}_synthetic_{phase}{tokens}.npz"
+    from accelsim.cli import check_out
+
+    check_out(out, is_file=True)
+    _check_synthetic_fits(SHAPES[shape], tokens)
     bar = _Bar("sample", progress)
     t0 = time.perf_counter()
     try:
@@ -223,6 +229,22 @@ def _synthetic(
     )
     if stats:
         _print_stats(out)
+
+
+def _check_synthetic_fits(shape, tokens: int) -> None:  # noqa: ANN001 - a ModelShape
+    """Refuse a synthetic trace whose inputs cannot be held while they are written (estimate in the message)."""
+    from accelsim.safeio import BASE_BYTES, RunEstimate, TooLargeError, check_fits
+    from accelsim.trace.synthetic import shape_sites
+
+    sites = shape_sites(shape)
+    widest = max(sites, key=lambda s: s.K)
+    # inputs are drawn one at a time (float32 samples, scales and the float16 copy: ~16 bytes per value)
+    need = tokens * widest.K * 16
+    est = RunEstimate(peak_bytes=BASE_BYTES + need, seconds=0.0, tiles=0, largest_site=f"{widest.kind} K={widest.K}")
+    try:
+        check_fits(est, what=f"--tokens {tokens}: a synthetic {shape.name} trace", max_seconds=None)
+    except TooLargeError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _print_stats(path: Path) -> None:

@@ -20,7 +20,8 @@ ElemBytes = Annotated[float, Field(gt=0, le=8, multiple_of=0.5)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # strict: "8" and true are not integers and 8.5 is not an integer (no silent coercion); an int is a float
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, strict=True)
 
 
 class Precision(_Model):
@@ -100,20 +101,20 @@ class Array(_Model):
 class Sram(_Model):
     """On-chip buffers. Activation and weight buffers are double buffered: a tile uses half of each."""
 
-    activation_buffer_bytes: int = Field(ge=64)
+    activation_buffer_bytes: int = Field(ge=64, le=1 << 40)
     """Activation buffer; a token tile of dense ``T_tile x K`` activations uses at most half."""
-    weight_buffer_bytes: int = Field(ge=64)
+    weight_buffer_bytes: int = Field(ge=64, le=1 << 40)
     """Weight buffer; a weight tile ``K_tile x O_tile`` uses at most half."""
-    output_buffer_bytes: int = Field(ge=64)
+    output_buffer_bytes: int = Field(ge=64, le=1 << 40)
     """Accumulators of two output tiles (one computing, one writing back)."""
-    max_tokens_per_tile: int = Field(default=128, ge=1)
+    max_tokens_per_tile: int = Field(default=128, ge=1, le=1 << 40)
     """Upper bound on the tokens of a tile (the union of their masks decides gather_rows traffic)."""
 
 
 class Dram(_Model):
     """One shared DRAM channel: reads and writes contend for it."""
 
-    bandwidth_gb_per_s: float = Field(gt=0)
+    bandwidth_gb_per_s: float = Field(ge=1e-3)
     """Peak bandwidth in 1e9 bytes per second (``.inf`` for SCALE-Sim's stall-free setting)."""
     latency_cycles: int = Field(ge=0, le=100_000)
     """Access latency added to every transfer after its bytes have crossed the channel."""
@@ -152,9 +153,9 @@ class Decoder(_Model):
 
 
 class MetadataBuffer(_Model):
-    capacity_bytes: int = Field(ge=1)
+    capacity_bytes: int = Field(ge=1, le=1 << 40)
     """Holds the metadata of two activation tiles (double buffered); limits tokens per tile."""
-    read_bytes_per_cycle: float = Field(gt=0)
+    read_bytes_per_cycle: float = Field(ge=1e-3, le=1 << 20)
     """Read bandwidth towards the array; can limit instruction issue."""
 
 

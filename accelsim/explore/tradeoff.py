@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from accelsim.config.hw import HwConfig, load_hw
+from accelsim.config.yaml_io import format_validation_error
 from accelsim.cost.model import action_prices, area_from_hardware, energy_from_prices, hardware
 from accelsim.cost.table import CostError, CostTable, default_table
+from accelsim.safeio import finite_or_null
 from accelsim.sim.actions import ACTIONS
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
 
 ACCURACY_SCHEMA = "accelsim-accuracy/1"
 RUNS_SCHEMA = "accelsim-runs/1"
+
 
 @dataclass
 class Run:
@@ -122,7 +126,8 @@ def save_runs(path: str | Path, runs: Iterable[Run]) -> Path:
         for r in runs
     ]
     p = Path(path)
-    p.write_text(json.dumps({"schema": RUNS_SCHEMA, "runs": recs}, indent=1, sort_keys=True) + "\n")
+    body = json.dumps(finite_or_null({"schema": RUNS_SCHEMA, "runs": recs}), indent=1, sort_keys=True, allow_nan=False)
+    p.write_text(body + "\n")
     return p
 
 
@@ -143,13 +148,21 @@ def load_runs(path: str | Path) -> list[Run]:
     need = ("config", "hw", "trace", "phase", "tokens", "cycles", "dense_macs", "action_counts")
     runs = []
     for i, r in enumerate(recs):
+        if not isinstance(r, dict):
+            raise CostError(f"{p}: runs[{i}]: expected an object with keys {', '.join(need)}, got {type(r).__name__}")
         missing = [k for k in need if k not in r]
         if missing:
             raise CostError(f"{p}: runs[{i}]: missing key(s) {', '.join(missing)}")
+        if not isinstance(r["action_counts"], dict):
+            raise CostError(f"{p}: runs[{i}].action_counts: expected an object of counts per action")
         gone = sorted(set(ACTIONS) - set(r["action_counts"]))
         if gone:
-            raise CostError(f"{p}: runs[{i}].action_counts: missing action(s) {', '.join(gone)}")
-        hw = HwConfig.model_validate(r["hw"])
+            more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
+            raise CostError(f"{p}: runs[{i}].action_counts: missing action(s) {', '.join(gone[:5])}{more}")
+        try:
+            hw = HwConfig.model_validate(r["hw"])
+        except ValidationError as exc:
+            raise CostError(format_validation_error(f"{p}: runs[{i}].hw", exc)) from None
         runs.append(
             Run(
                 hw=hw,
@@ -192,6 +205,8 @@ def load_accuracy(path: str | Path) -> pd.DataFrame:
         raise CostError(f"{p}: records: must be a mapping or a list of records")
     rows = []
     for i, r in enumerate(recs):
+        if not isinstance(r, dict):
+            raise CostError(f"{p}: records[{i}]: expected an object with 'pattern' and 'ppl', got {type(r).__name__}")
         for k in ("pattern", "ppl"):
             if k not in r:
                 raise CostError(f"{p}: records[{i}]: missing '{k}'")
@@ -212,6 +227,14 @@ def load_accuracy(path: str | Path) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def check_criterion(accuracy: pd.DataFrame, criterion: str) -> None:
+    """``criterion`` must be one the accuracy records hold (CostError naming the allowed ones otherwise)."""
+    have = sorted(set(accuracy["criterion"])) if "criterion" in accuracy else []
+    if criterion not in have:
+        shown = criterion if len(criterion) <= 60 else criterion[:57] + "..."
+        raise CostError(f"--criterion {shown!r}: allowed {', '.join(have) or '(no records)'} (the records' criteria)")
 
 
 def _mitigation_label(hw_mitigation: str) -> str:

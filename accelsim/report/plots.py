@@ -126,3 +126,84 @@ def tradeoff_grid(df: pd.DataFrame, *, title: str | None = None):
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
+
+
+_SWEEP_PLANES = (
+    ("area_overhead_percent", "sparsity area overhead vs the dense machine (%)"),
+    ("energy_vs_dense", "energy vs the dense machine (ratio, lower is better)"),
+)
+
+
+def _point_label(row: pd.Series, keys: list[str]) -> str:
+    """The swept values of a point, keys shortened to their last part: ``pattern=2:4 units=8``."""
+    return " ".join(f"{k.rpartition('.')[2]}={row[k]}" for k in keys)
+
+
+_OFFSETS_PT = [(dx, dy) for dy in (6, -6, 16, -16, 26, -26, 36, -36) for dx in (4, -4)]
+
+
+def _label_without_overlap(ax: Any, points: list[tuple[float, float, str]]) -> None:
+    """Label each ``(x, y, text)``, trying offsets around the point nearest first and keeping the first whose
+    box stays inside the axes and overlaps no label already placed (the last offset when none is free)."""
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed = []
+    for x, y, text in points:
+        for dx, dy in _OFFSETS_PT:
+            ann = ax.annotate(
+                text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
+                ha="left" if dx > 0 else "right", va="bottom" if dy > 0 else "top",
+            )  # fmt: skip
+            box = ann.get_window_extent(renderer).expanded(1.02, 1.1)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if (inside and not any(box.overlaps(b) for b in placed)) or (dx, dy) == _OFFSETS_PT[-1]:
+                placed.append(box)
+                break
+            ann.remove()
+
+
+def sweep_tradeoff(df: pd.DataFrame, keys: list[str], *, title: str | None = None):
+    """Trade-offs of a sweep (rows of ``accelsim sweep``'s table), one row of panels per trace.
+
+    y: ``speedup_vs_dense`` (higher is better); x: area overhead and energy against the dense machine of the
+    same point (lower is better), and the perplexity increase when the table has ``delta_ppl`` (``--accuracy``;
+    points without an accuracy record are not drawn in that panel). Points on the panel's Pareto front (no
+    other point is at least as fast and at most as costly, and better in one) are filled, joined and labelled
+    with their swept ``keys``; the others are hollow and unlabelled, so that hundreds of points stay readable.
+    """
+    from accelsim.explore.tradeoff import pareto_front
+
+    planes = list(_SWEEP_PLANES)
+    if "delta_ppl" in df.columns and df["delta_ppl"].notna().any():
+        planes.append(("delta_ppl", "perplexity increase over dense (delta_ppl)"))
+    traces = list(dict.fromkeys(df["trace"]))
+    labels = []
+    fig, axes = _pyplot().subplots(
+        len(traces), len(planes), figsize=(6 * len(planes), 4.2 * len(traces)), squeeze=False, layout="constrained"
+    )
+    for r, tr in enumerate(traces):
+        g = df[df["trace"] == tr].assign(_slowdown=lambda d: -d["speedup_vs_dense"])
+        for c, (col, label) in enumerate(planes):
+            ax = axes[r][c]
+            on = pareto_front(g, col, accuracy="_slowdown")
+            pts = g[g[col].notna()]
+            ax.scatter(pts[col], pts["speedup_vs_dense"], s=30, facecolors="none", edgecolors="C0", zorder=2,
+                       label=f"sweep point ({len(pts)})")  # fmt: skip
+            f = g[on].sort_values(col)
+            ax.plot(f[col], f["speedup_vs_dense"], "o-", color="C1", ms=6, lw=1, zorder=3,
+                    label=f"Pareto front ({len(f)})")  # fmt: skip
+            ax.margins(x=0.12, y=0.15)
+            labels.append((ax, [(p[col], p["speedup_vs_dense"], _point_label(p, keys)) for _, p in f.iterrows()]))
+            ax.set_xlabel(label, fontsize=9)
+            ax.set_ylabel("speedup vs the dense machine (x)", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, frameon=False, loc="best")
+            if c == 0:
+                ax.set_title(f"{tr} ({g['phase'].iloc[0]})", fontsize=9, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.draw_without_rendering()  # fix the layout first, so that label boxes are measured where they end up
+    fig.set_layout_engine("none")
+    for ax, pts in labels:
+        _label_without_overlap(ax, pts)
+    return fig

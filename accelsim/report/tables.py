@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +10,7 @@ import pandas as pd
 
 from accelsim import __version__
 from accelsim.config import HwConfig
+from accelsim.safeio import atomic_output_dir, check_out_dir, dump_json
 from accelsim.sim.actions import ACTIONS
 from accelsim.sim.engine import BREAKDOWN
 from accelsim.sim.run import DRAM_KINDS, RunResult
@@ -92,22 +90,15 @@ def summary(
 
 
 def write_atomic(out_dir: str | Path, writers: Mapping[str, Callable[[Path], Any]]) -> list[Path]:
-    """Write several files into ``out_dir``: each writer writes its file into a temporary directory first,
-    and only when all have succeeded are they moved into place (all files or none)."""
+    """Write several files into ``out_dir``, all or none: ``out_dir`` and the file names are checked first
+    (``accelsim.safeio.check_out_dir``), every writer writes into a hidden temporary sibling, and the whole
+    directory is renamed into place at the end (``accelsim.safeio.atomic_output_dir``)."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    check_out_dir(out, writers)
+    with atomic_output_dir(out) as tmp:
         for name, writer in writers.items():
             writer(tmp / name)
-        out.mkdir(exist_ok=True)
-        written = []
-        for name in writers:
-            (tmp / name).replace(out / name)
-            written.append(out / name)
-        return written
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return [out / name for name in writers]
 
 
 def csv_writer(frame: pd.DataFrame) -> Callable[[Path], Any]:
@@ -115,7 +106,8 @@ def csv_writer(frame: pd.DataFrame) -> Callable[[Path], Any]:
 
 
 def json_writer(obj: Any) -> Callable[[Path], Any]:
-    return lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    """Canonical JSON (sorted keys); NaN and Infinity ("no value", e.g. a missing perplexity) become null."""
+    return lambda p: dump_json(obj, p, nan_as_null=True)
 
 
 def write_outputs(out_dir: str | Path, frame: pd.DataFrame, record: dict[str, Any]) -> list[Path]:

@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from accelsim.safeio import TooLargeError, finite_or_null
 from accelsim.trace import serving_meta
+from accelsim.trace.safe_npz import ArchiveError, Header, SafeNpz
 
 SCHEMA_VERSION = "accelsim-trace/2"
 READ_VERSIONS = ("accelsim-trace/1", SCHEMA_VERSION)  # v1 has no 'sequences' (1) nor 'architecture' keys
@@ -133,7 +135,7 @@ def write_trace(path: str | Path, data: TraceData, *, compress: bool = True) -> 
                 info.external_attr = 0o644 << 16
                 zf.writestr(info, payload)
 
-            meta_bytes = json.dumps(meta, sort_keys=True, indent=1).encode()
+            meta_bytes = json.dumps(finite_or_null(meta), sort_keys=True, indent=1, allow_nan=False).encode()
             put("meta.npy", _npy_bytes(np.frombuffer(meta_bytes, dtype=np.uint8)))
             put("token_ids.npy", _npy_bytes(np.asarray(data.token_ids, dtype=np.int64)))
             for input_id in sorted(data.inputs):
@@ -155,16 +157,17 @@ def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
             raise TraceError(f"{where}: metadata key '{key}' is missing (required: {', '.join(_REQUIRED_META)})")
     if meta["schema_version"] not in READ_VERSIONS:
         raise TraceError(
-            f"{where}: schema_version is {meta['schema_version']!r}; this accelsim reads {', '.join(READ_VERSIONS)}"
+            f"{where}: schema_version is {_echo(meta['schema_version'])}; "
+            f"this accelsim reads {', '.join(READ_VERSIONS)}"
         )
     if meta["schema_version"] != READ_VERSIONS[0]:
         serving_meta.validate_serving_meta(meta, where)
-    if meta["phase"] not in PHASES:
-        raise TraceError(f"{where}: key 'phase' is {meta['phase']!r}; allowed: {', '.join(PHASES)}")
+    if not isinstance(meta["phase"], str) or meta["phase"] not in PHASES:
+        raise TraceError(f"{where}: key 'phase' is {_echo(meta['phase'])}; allowed: {', '.join(PHASES)}")
     if meta["dtype"] != "float16":
-        raise TraceError(f"{where}: key 'dtype' is {meta['dtype']!r}; allowed: float16")
+        raise TraceError(f"{where}: key 'dtype' is {_echo(meta['dtype'])}; allowed: float16")
     if not isinstance(meta["synthetic"], bool):
-        raise TraceError(f"{where}: key 'synthetic' must be true or false, got {meta['synthetic']!r}")
+        raise TraceError(f"{where}: key 'synthetic' must be true or false, got {_echo(meta['synthetic'])}")
     sites = meta["sites"]
     if not isinstance(sites, list) or not sites:
         raise TraceError(f"{where}: key 'sites' must be a non-empty list")
@@ -176,7 +179,160 @@ def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
                 raise TraceError(f"{where}: sites[{i}].{key} is missing (required: {', '.join(_REQUIRED_SITE)})")
         for key in ("layer", "K", "O"):
             if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < (0 if key == "layer" else 1):
-                raise TraceError(f"{where}: sites[{i}].{key} must be a positive integer, got {s[key]!r}")
+                raise TraceError(f"{where}: sites[{i}].{key} must be a positive integer, got {_echo(s[key])}")
+    _check_site_entries(meta, where)
+
+
+#: Bounds of the reader (a hostile file cannot make accelsim allocate or loop without limit).
+MAX_DIM = 1 << 24
+MAX_LAYER = 1 << 20
+MAX_SITES = 100_000
+MAX_NAME_CHARS = 500
+MAX_META_BYTES = 16 << 20
+MAX_META_DEPTH = 32
+
+
+def _echo(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value from a file, truncated for a one-line error."""
+    text = repr(value) if not isinstance(value, (dict, list)) or len(value) < 20 else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_site_entries(meta: Mapping[str, Any], where: str) -> None:
+    """Bounds and allowed values of the site table and of the optional integer keys."""
+    sites = meta["sites"]
+    if len(sites) > MAX_SITES:
+        raise TraceError(f"{where}: key 'sites' lists {len(sites)} sites; at most {MAX_SITES}")
+    for i, s in enumerate(sites):
+        if s["kind"] not in (*KINDS, serving_meta.LM_HEAD_KIND):
+            allowed = ", ".join((*KINDS, serving_meta.LM_HEAD_KIND))
+            raise TraceError(f"{where}: sites[{i}].kind is {_echo(s['kind'])}; allowed: {allowed}")
+        for key, top in (("K", MAX_DIM), ("O", MAX_DIM), ("layer", MAX_LAYER)):
+            if s[key] > top:
+                raise TraceError(f"{where}: sites[{i}].{key} is {s[key]}; allowed: at most {top}")
+        for key in ("name", "input_id"):
+            v = s[key]
+            if not isinstance(v, str) or not v or len(v) > MAX_NAME_CHARS or "\x00" in v:
+                raise TraceError(f"{where}: sites[{i}].{key} must be a non-empty string, got {_echo(v)}")
+        if not isinstance(s.get("has_weight", False), bool):
+            raise TraceError(f"{where}: sites[{i}].has_weight must be true or false, got {_echo(s['has_weight'])}")
+    for key in ("tokens", "prompt_tokens"):
+        v = meta.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_DIM * 64):
+            raise TraceError(f"{where}: key '{key}' must be a non-negative integer, got {_echo(v)}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in trace metadata")
+
+
+def _json_depth(obj: Any) -> int:
+    depth, stack = 0, [(obj, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            depth = max(depth, d)
+            if depth > MAX_META_DEPTH:
+                return depth
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return depth
+
+
+def _open_archive(path: Path) -> SafeNpz:
+    where = str(path)
+    if path.is_dir():
+        raise TraceError(f"{where}: is a directory; give a trace file (.npz)")
+    if not path.exists():
+        raise TraceError(f"{where}: no such trace file")
+    if not path.is_file():
+        raise TraceError(f"{where}: not a regular file, so not an accelsim trace")
+    try:
+        return SafeNpz(path)
+    except ArchiveError as exc:
+        raise TraceError(f"{where}: not a readable .npz file, so not an accelsim trace ({exc})") from None
+    except OSError as exc:
+        raise TraceError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _read_meta(npz: SafeNpz, where: str) -> dict[str, Any]:
+    """The metadata JSON object, bounded in size and depth, NaN/Infinity refused."""
+    if "meta" not in npz:
+        raise TraceError(f"{where}: member 'meta.npy' is missing; not an accelsim trace")
+    h = _header(npz, "meta", where)
+    if h.dtype != np.uint8 or len(h.shape) != 1:
+        raise TraceError(f"{where}: member 'meta.npy' must be 1-D uint8 JSON bytes; not an accelsim trace")
+    if h.data_bytes > MAX_META_BYTES:
+        raise TraceError(f"{where}: member 'meta.npy' holds {h.data_bytes} bytes; at most {MAX_META_BYTES} allowed")
+    raw = _read(npz, "meta", where)
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:
+        raise TraceError(f"{where}: member 'meta.npy' is nested too deeply (at most {MAX_META_DEPTH})") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise TraceError(f"{where}: member 'meta.npy' is not JSON ({str(exc)[:120]}); not an accelsim trace") from None
+    if not isinstance(meta, dict):
+        raise TraceError(f"{where}: member 'meta.npy' must hold a JSON object; not an accelsim trace")
+    if _json_depth(meta) > MAX_META_DEPTH:
+        raise TraceError(f"{where}: member 'meta.npy' is nested too deeply (at most {MAX_META_DEPTH})")
+    return meta
+
+
+def _header(npz: SafeNpz, key: str, where: str) -> Header:
+    try:
+        return npz.header(key)
+    except ArchiveError as exc:
+        raise TraceError(f"{where}: not an accelsim trace: {exc}") from None
+
+
+def _read(npz: SafeNpz, key: str, where: str) -> np.ndarray:
+    try:
+        return npz.read(key)
+    except ArchiveError as exc:
+        raise TraceError(f"{where}: not an accelsim trace: {exc}") from None
+    except TooLargeError as exc:
+        raise TraceError(f"{where}: {exc}") from None
+
+
+def _check_inputs(npz: SafeNpz, meta: Mapping[str, Any], sites: Sequence[Site], where: str) -> int:
+    """Headers of every input (dtype, [T, K] of each site reading it, the same T everywhere, T equal to the
+    metadata's token/step count) and of token_ids; returns T. No input data is read."""
+    rows: dict[str, int] = {}
+    for s in sites:
+        key = f"input/{s.input_id}"
+        if key not in npz:
+            raise TraceError(f"{where}: sites[{s.index}].input_id '{s.input_id}' has no member {key}.npy")
+        h = _header(npz, key, where)
+        if h.dtype != np.float16:
+            raise TraceError(f"{where}: {key} has dtype {h.dtype}; allowed: float16")
+        if len(h.shape) != 2 or h.shape[1] != s.K or h.shape[0] < 1:
+            raise TraceError(f"{where}: {key} has shape {h.shape}; site {s.name} needs [T >= 1, {s.K}]")
+        rows[key] = h.shape[0]
+    counts = sorted(set(rows.values()))
+    if len(counts) > 1:
+        first = min(rows, key=lambda k: (rows[k], k))
+        last = max(rows, key=lambda k: (rows[k], k))
+        raise TraceError(
+            f"{where}: {first} has {rows[first]} rows but {last} has {rows[last]}; every input holds the same tokens"
+        )
+    t = counts[0]
+    unit = "decode steps" if meta["phase"] == "decode" else "tokens"
+    want, seqs = serving_meta.expected_rows(meta), int(meta.get("sequences", 1))
+    if want is not None and want != t:
+        raise TraceError(
+            f"{where}: key 'tokens' says {meta['tokens']} {unit} x sequences {seqs} but the inputs hold {t} rows"
+        )
+    if "token_ids" in npz:
+        h = _header(npz, "token_ids", where)
+        if h.dtype.kind not in "iu":
+            raise TraceError(f"{where}: member 'token_ids.npy' must be an integer array, got {h.dtype} {h.shape}")
+        serving_meta.check_token_ids_shape(meta, h.shape, where)
+        prompt = meta.get("prompt_tokens")
+        if meta["phase"] == "decode" and isinstance(prompt, int) and h.shape[-1] != prompt + t // seqs:
+            raise TraceError(
+                f"{where}: decode trace has {t // seqs} steps and key 'prompt_tokens' {prompt}, so token_ids needs "
+                f"{prompt + t // seqs} ids per sequence, but it has {h.shape[-1]}"
+            )
+    return t
 
 
 class Trace:
@@ -189,25 +345,10 @@ class Trace:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         where = str(self.path)
-        if not self.path.is_file():
-            raise TraceError(f"{where}: no such trace file")
+        self._npz = _open_archive(self.path)
         try:
-            self._npz = np.load(self.path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise TraceError(f"{where}: not a readable .npz trace ({exc})") from None
-        try:
-            self._members = set(self._npz.files)
-            if "meta" not in self._members:
-                raise TraceError(f"{where}: member 'meta.npy' is missing; is this an accelsim trace?")
-            raw = self._member("meta")
-            if raw.dtype != np.uint8 or raw.ndim != 1:
-                raise TraceError(f"{where}: member 'meta.npy' must be 1-D uint8 JSON bytes")
-            try:
-                meta = json.loads(raw.tobytes().decode())
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise TraceError(f"{where}: member 'meta.npy' is not JSON ({exc})") from None
-            if not isinstance(meta, dict):
-                raise TraceError(f"{where}: member 'meta.npy' must hold a JSON object")
+            self._members = set(self._npz.keys())
+            meta = _read_meta(self._npz, where)
             _validate_meta(meta, where)
             self.meta: dict[str, Any] = meta
             self.sites: list[Site] = [
@@ -223,11 +364,7 @@ class Trace:
                 )
                 for i, s in enumerate(meta["sites"])
             ]
-            for s in self.sites:
-                if f"input/{s.input_id}" not in self._members:
-                    raise TraceError(
-                        f"{where}: sites[{s.index}].input_id '{s.input_id}' has no member input/{s.input_id}.npy"
-                    )
+            self._rows = _check_inputs(self._npz, meta, self.sites, where)
         except Exception:
             self._npz.close()
             raise
@@ -235,12 +372,11 @@ class Trace:
 
     def _member(self, key: str) -> np.ndarray:
         """One array of the archive; object (pickled) arrays and corrupt members are TraceErrors."""
-        try:
-            return self._npz[key]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise TraceError(
-                f"{self.path}: member '{key}.npy' cannot be read without unpickling or is corrupt ({exc})"
-            ) from None
+        return _read(self._npz, key, str(self.path))
+
+    def site_sizes(self) -> list[tuple[str, int, int, int]]:
+        """``(name, T, K, O)`` of every site from the headers alone (for estimates before a run)."""
+        return [(s.name, self._rows, s.K, s.O) for s in self.sites]
 
     # -- metadata -------------------------------------------------------------------------------------
     @property
@@ -253,8 +389,8 @@ class Trace:
 
     @property
     def n_tokens(self) -> int:
-        """Rows of every input: tokens of the prefill GEMM, or decode steps."""
-        return int(self.site_input(self.sites[0]).shape[0])
+        """Rows of every input: tokens of the prefill GEMM, or decode steps (from the headers)."""
+        return int(self._rows)
 
     def token_ids(self) -> np.ndarray:
         if "token_ids" not in self._members:
@@ -294,14 +430,12 @@ class Trace:
         s = self.sites[site] if isinstance(site, int) else site
         if s.input_id in self._cache:
             return self._cache[s.input_id]
-        arr = self._member(f"input/{s.input_id}")
+        arr = self._member(f"input/{s.input_id}")  # dtype and [T, K] were checked from the header at open
         where = f"{self.path}: input/{s.input_id}"
-        if arr.dtype != np.float16:
-            raise TraceError(f"{where} has dtype {arr.dtype}; allowed: float16")
-        if arr.ndim != 2 or arr.shape[1] != s.K or arr.shape[0] < 1:
-            raise TraceError(f"{where} has shape {arr.shape}; site {s.name} needs [T >= 1, {s.K}]")
-        if not np.isfinite(arr).all():
-            raise TraceError(f"{where} holds NaN or inf values")
+        step = max(1, (1 << 22) // max(1, arr.shape[1]))
+        for r0 in range(0, arr.shape[0], step):  # bounded temporaries on multi-GB inputs
+            if not np.isfinite(arr[r0 : r0 + step]).all():
+                raise TraceError(f"{where} holds NaN or inf values")
         if cache:
             self._cache[s.input_id] = arr
         return arr
@@ -312,15 +446,22 @@ class Trace:
         key = f"weight/{s.index}"
         if key not in self._members:
             return None
-        w = self._member(key)
-        if w.shape != (s.O, s.K):
-            raise TraceError(f"{self.path}: {key} has shape {w.shape}; site {s.name} needs [{s.O}, {s.K}]")
-        return w
+        h = _header(self._npz, key, str(self.path))
+        if h.shape != (s.O, s.K) or h.dtype.kind != "f":
+            raise TraceError(
+                f"{self.path}: {key} has {h.dtype} shape {h.shape}; site {s.name} needs float [{s.O}, {s.K}]"
+            )
+        return self._member(key)
 
     def site_bias(self, site: Site | int) -> np.ndarray | None:
         s = self.sites[site] if isinstance(site, int) else site
         key = f"bias/{s.index}"
-        return self._member(key) if key in self._members else None
+        if key not in self._members:
+            return None
+        h = _header(self._npz, key, str(self.path))
+        if h.shape != (s.O,) or h.dtype.kind != "f":
+            raise TraceError(f"{self.path}: {key} has {h.dtype} shape {h.shape}; site {s.name} needs float [{s.O}]")
+        return self._member(key)
 
     def iter_sites(self) -> Iterator[tuple[Site, np.ndarray]]:
         """Sites in trace order with their inputs; each shared input is read once and kept while in use."""
