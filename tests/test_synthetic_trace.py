@@ -100,8 +100,16 @@ def test_llama2_7b_synthetic_shapes_metadata_and_determinism(tmp_path, fit):
     assert file_sha256(a) == file_sha256(b) != file_sha256(c)
     with Trace(a) as tr:
         assert tr.synthetic and tr.phase == "decode" and tr.n_tokens == 2
-        assert len(tr.sites) == 32 * 7 and len(tr.input_ids()) == 32 * 4
-        shapes = {s.kind: (s.K, s.O) for s in tr.sites}
+        assert len(tr.sites) == 32 * 7 + 1 and len(tr.input_ids()) == 32 * 4 + 1
+        head = tr.sites[-1]  # lm_head: the final norm's output, sampled like the last layer's gate/up input
+        assert (head.kind, head.layer, head.K, head.O, head.name) == ("lm_head", 32, 4096, 32000, "lm_head")
+        arch = tr.require_architecture()
+        assert tr.n_sequences == 1 and tr.meta["schema_version"] == "accelsim-trace/2"
+        assert (arch["n_heads"], arch["n_kv_heads"], arch["head_dim"], arch["vocab_size"]) == (32, 32, 128, 32000)
+        assert (arch["n_layers"], arch["hidden"], arch["intermediate"]) == (32, 4096, 11008)
+        assert arch["tie_word_embeddings"] is False and arch["lm_head"] == {"K": 4096, "O": 32000}
+        assert arch["layer_types"] == ["full_attention"] * 32 and arch["sliding_window"] is None
+        shapes = {s.kind: (s.K, s.O) for s in tr.sites if s.kind != "lm_head"}
         assert shapes == {
             "q": (4096, 4096),
             "k": (4096, 4096),
@@ -129,7 +137,7 @@ def test_inputs_are_generated_lazily_one_at_a_time(fit):
     assert first.shape == (1, 4096) and first.ndim == 2
     x1, x2 = np.asarray(first), np.asarray(first)
     np.testing.assert_array_equal(x1, x2)  # regenerated from its own seed: same values
-    assert x1.dtype == np.float16 and len(calls) == 2 and calls[0] == (1, 8)
+    assert x1.dtype == np.float16 and len(calls) == 2 and calls[0] == (1, 9)  # 2 layers x 4 inputs + lm_head
 
 
 def test_synthetic_values_match_the_real_statistics(tmp_path, fit):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -94,3 +95,81 @@ def test_non_finite_values_are_reported_when_read(tmp_path):
     p = write_trace(tmp_path / "inf.npz", TraceData(_meta(), [site], {"a": x}, np.arange(1)))
     with Trace(p) as tr, pytest.raises(TraceError, match="NaN or inf"):
         tr.site_input(0)
+
+
+# -- v2: sequences, architecture, lm_head; v1 still read ------------------------------------------------
+def _arch(**over):
+    a = {
+        "n_layers": 1, "hidden": 8, "intermediate": 16, "n_heads": 2, "n_kv_heads": 1, "head_dim": 4,
+        "vocab_size": 10, "tie_word_embeddings": True, "lm_head": {"K": 8, "O": 10},
+        "layer_types": ["sliding_attention"], "sliding_window": 4, "mlp": "gated",
+    }  # fmt: skip
+    a.update(over)
+    return a
+
+
+def test_v2_writes_sequences_and_architecture_and_v1_files_still_read(tmp_path):
+    site = Site(0, "l.q", 0, "q", 8, 8, "a")
+    x = np.ones((6, 8), np.float16)
+    p = write_trace(tmp_path / "v2.npz", TraceData(_meta(sequences=2, architecture=_arch()), [site], {"a": x},
+                                                   np.arange(6).reshape(2, 3)))  # fmt: skip
+    with Trace(p) as tr:
+        assert tr.meta["schema_version"] == "accelsim-trace/2" and tr.n_sequences == 2
+        assert tr.architecture == _arch() and tr.sequence_token_ids().shape == (2, 3)
+    p1 = write_trace(tmp_path / "one.npz", TraceData(_meta(), [site], {"a": x}, np.arange(6)))
+    with Trace(p1) as tr:  # sequences defaults to 1 on write
+        assert tr.n_sequences == 1 and tr.architecture is None
+        with pytest.raises(TraceError, match="key 'architecture' is missing"):
+            tr.require_architecture()
+    from pathlib import Path
+
+    for name in ("smollm2-135m_prefill32.npz", "smollm2-135m_decode16.npz"):  # the committed v1 files
+        with Trace(Path(__file__).resolve().parents[1] / "traces" / name) as tr:
+            assert tr.meta["schema_version"] == "accelsim-trace/1" and tr.n_sequences == 1
+            arch = tr.require_architecture()  # derived from model_config
+            assert (arch["n_heads"], arch["n_kv_heads"], arch["head_dim"], arch["vocab_size"]) == (9, 3, 64, 49152)
+            assert tr.require_sequences(1) == 1
+            with pytest.raises(TraceError, match="key 'sequences' is 1, fewer than the scenario's batch 2"):
+                tr.require_sequences(2)
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"sequences": 0}, "key 'sequences' must be an integer >= 1"),
+        ({"sequences": True}, "key 'sequences'"),
+        ({"architecture": "x"}, "key 'architecture' must be an object"),
+        ({"architecture": _arch(head_dim=0)}, "key 'architecture.head_dim'"),
+        ({"architecture": _arch(n_kv_heads=3)}, "key 'architecture.n_kv_heads' is 3; it must divide n_heads 2"),
+        ({"architecture": _arch(tie_word_embeddings=1)}, "tie_word_embeddings"),
+        ({"architecture": _arch(lm_head={"K": 8, "O": 11})}, "key 'architecture.lm_head'"),
+        ({"architecture": _arch(layer_types=["full_attention"] * 2)}, "key 'architecture.layer_types'"),
+        ({"architecture": _arch(layer_types=["local"])}, "key 'architecture.layer_types'"),
+        ({"architecture": _arch(sliding_window=None)}, "key 'architecture.sliding_window'"),
+    ],
+)
+def test_v2_metadata_errors_name_the_key(tmp_path, over, message):
+    site = Site(0, "l.q", 0, "q", 8, 8, "a")
+    data = TraceData(_meta(**over), [site], {"a": np.ones((2, 8), np.float16)}, np.arange(2))
+    with pytest.raises(TraceError) as exc:
+        write_trace(tmp_path / "bad.npz", data)
+    assert message in str(exc.value) and "bad.npz" in str(exc.value) and "\n" not in str(exc.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_v2_writer_checks_batch_shapes(tmp_path):
+    site = Site(0, "l.q", 0, "q", 8, 8, "a")
+    head = [site, Site(1, "lm_head", 1, "lm_head", 8, 10, "b"), Site(2, "lm_head", 1, "lm_head", 8, 10, "b")]
+    x = np.ones((3, 8), np.float16)
+    cases = [
+        (TraceData(_meta(sequences=2), [site], {"a": x}, np.arange(3)), "3 rows, not a multiple of sequences 2"),
+        (
+            TraceData(_meta(sequences=3), [site], {"a": x}, np.arange(3)),
+            ("member 'token_ids.npy' has shape (3,); key 'sequences' 3 needs [3, L]"),
+        ),
+        (TraceData(_meta(), head, {"a": x, "b": x}, np.arange(3)), "more than one site of kind 'lm_head'"),
+    ]
+    for data, message in cases:
+        with pytest.raises(TraceError, match=re.escape(message)):
+            write_trace(tmp_path / "bad.npz", data)
+    assert list(tmp_path.iterdir()) == []

@@ -306,9 +306,9 @@ def _capture_io(model, sites):
 
 @pytest.fixture(scope="module")
 def prefill(smollm2):
-    from accelsim.trace.tracer import find_decoder_linears, trace_model
+    from accelsim.trace.tracer import find_decoder_linears, find_lm_head, trace_model
 
-    sites = find_decoder_linears(smollm2.model)
+    sites = find_decoder_linears(smollm2.model) + [find_lm_head(smollm2.model)]
     got, handles = _capture_io(smollm2.model, sites)
     try:
         res = trace_model(smollm2, tokens=32, phase="prefill", weight_layers=(0, 1))
@@ -323,7 +323,7 @@ def test_outputs_recompute_from_recorded_inputs_within_float16_tolerance(smollm2
     res, got = prefill
     data = res.data
     modules = dict(smollm2.model.named_modules())
-    assert len(data.sites) == 210
+    assert len(data.sites) == 211 and data.sites[-1].kind == "lm_head" and data.sites[-1].name == "lm_head"
     worst = 0.0
     for s in data.sites:
         mod = modules[s.name]
@@ -361,10 +361,11 @@ def test_shared_inputs_are_really_shared(prefill):
     by_input: dict[str, list[Site]] = {}
     for s in data.sites:
         by_input.setdefault(s.input_id, []).append(s)
-    assert len(by_input) == 4 * 30
+    assert len(by_input) == 4 * 30 + 1
     assert sorted({tuple(x.kind for x in ss) for ss in by_input.values()}) == [
         ("down",),
         ("gate", "up"),
+        ("lm_head",),
         ("o",),
         ("q", "k", "v"),
     ]
@@ -373,6 +374,10 @@ def test_shared_inputs_are_really_shared(prefill):
     for layer in range(30):
         ptrs = [got[ss[0].name]["ptr"][0] for ss in by_input.values() if ss[0].layer == layer]
         assert len(set(ptrs)) == 4
+    arch = data.meta["architecture"]  # the real config, checked against the q/k/v shapes by the tracer
+    assert (arch["n_heads"], arch["n_kv_heads"], arch["head_dim"], arch["hidden"]) == (9, 3, 64, 576)
+    assert (arch["vocab_size"], arch["tie_word_embeddings"], arch["n_layers"]) == (49152, True, 30)
+    assert arch["layer_types"] == ["full_attention"] * 30 and data.meta["lm_head_site"]["tied_to_embedding"]
 
 
 @pytest.mark.slow

@@ -277,7 +277,7 @@ def run(
 ) -> None:
     """Simulate a trace on one hardware config and print cycles, stalls, DRAM bytes, energy and area.
 
-    Sites run one after another in trace order from cold SRAM; decode traces run one token per step.
+    Sites run one after another in trace order from cold SRAM; decode traces run one token per sequence per step.
     The speedup is cycles of the dense baseline over cycles of --hw on the same trace.
     """
     import json

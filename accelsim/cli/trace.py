@@ -73,6 +73,14 @@ def trace(
     dtype: str = typer.Option(
         "float32", "--dtype", help="Model compute dtype: float32, or bfloat16 to halve a 7B model's memory."
     ),
+    batch: int | None = typer.Option(
+        None, "--batch", "-b", help="Sequences: B text windows (default 1), or the first B prompts of --prompt-file."
+    ),
+    stride: int | None = typer.Option(None, "--stride", help="--batch: text tokens between window starts."),
+    prompt_file: Path | None = typer.Option(
+        None, "--prompt-file", help="UTF-8 file, one prompt per non-empty line, instead of text windows."
+    ),
+    lm_head: bool = typer.Option(True, "--lm-head/--no-lm-head", help="Also record lm_head's input (last site)."),
     stats: bool = typer.Option(False, "--stats", help="Print activation statistics per site kind."),
     compare_plain: bool = typer.Option(False, "--compare-plain", help="Also time the same forward pass without hooks."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
@@ -84,6 +92,8 @@ def trace(
       accelsim trace                                   (SmolLM2-135M, 32-token prefill of the pydoc text)
 
       accelsim trace --phase decode --tokens 16 --out traces/smollm2-135m_decode16.npz
+
+      accelsim trace --phase decode --tokens 16 --batch 4   (4 text windows, 4 tokens per step)
 
       accelsim trace --synthetic llama2-7b --stats-from traces/smollm2-135m_prefill32.npz --tokens 16
     """
@@ -97,12 +107,28 @@ def trace(
     from accelsim.cli import check_out
 
     check_out(out, is_file=True)
+    if batch is not None and batch < 1:
+        raise _fail(f"--batch {batch}: must be >= 1")
+    if stride is not None and (stride < 1 or prompt_file is not None):
+        raise _fail(f"--stride {stride}: must be >= 1, and is for text windows (not with --prompt-file)")
     if synthetic is not None:
-        _synthetic(synthetic, stats_from, tokens, phase, seed, out, with_weights, stats, progress)
+        if batch not in (None, 1) or prompt_file is not None:
+            raise _fail("--batch/--prompt-file: a synthetic trace holds one sequence")
+        _synthetic(synthetic, stats_from, tokens, phase, seed, out, with_weights, stats, progress, lm_head)
         return
     if stats_from is not None:
         raise _fail("--stats-from is used with --synthetic only")
-    out = out or Path("traces") / f"{_slug(model)}_{phase}{tokens}.npz"
+    if prompt_file is not None:
+        from accelsim.trace.batch import BatchInputError, read_prompts
+
+        try:
+            read_prompts(prompt_file)
+        except BatchInputError as exc:
+            raise _fail(str(exc)) from None
+        if text != "pydoc":
+            raise _fail("--prompt-file replaces --text: give one of them")
+    suffix = f"_b{batch}" if batch not in (None, 1) else ""
+    out = out or Path("traces") / f"{_slug(model)}_{phase}{tokens}{suffix}.npz"
     check_out(out, is_file=True)
 
     from accelsim.hf import ModelLoadError, resolve_model
@@ -134,6 +160,10 @@ def trace(
             progress=bar,
             measure_plain=compare_plain,
             dtype=dtype,
+            batch=batch,
+            stride=stride,
+            prompt_file=prompt_file,
+            lm_head=lm_head,
         )
     except (ModelLoadError, TraceInputError, TraceError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
@@ -144,7 +174,7 @@ def trace(
     meta = data.meta
     _out.print(
         f"wrote {out}: {_mb(out.stat().st_size)}, {len(data.sites)} linear sites, {len(data.inputs)} stored inputs, "
-        f"{phase} T={tokens} ({meta['model']}, synthetic: false)",
+        f"{phase} T={tokens}, {meta['sequences']} sequence(s) ({meta['model']}, synthetic: false)",
         markup=False,
     )
     _out.print(
@@ -169,6 +199,7 @@ def _synthetic(
     with_weights: bool,
     stats: bool,
     progress: bool,
+    lm_head: bool = True,
 ) -> None:
     from accelsim.trace.synthetic import SHAPES, synthesize
 
@@ -186,7 +217,7 @@ def _synthetic(
     bar = _Bar("sample", progress)
     t0 = time.perf_counter()
     try:
-        synthesize(out, shape, stats_from, tokens=tokens, phase=phase, seed=seed, progress=bar)
+        synthesize(out, shape, stats_from, tokens=tokens, phase=phase, seed=seed, progress=bar, lm_head=lm_head)
     except (TraceError, ValueError) as exc:
         raise _fail(str(exc)) from None
     finally:

@@ -65,7 +65,7 @@ def simulate(
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunResult:
-    """Simulate every site of ``trace`` on ``hw`` (decode: every step of every site, one token each).
+    """Simulate every site of ``trace`` on ``hw`` (decode: every step of every site, one token per sequence).
 
     Args:
         progress: called as ``progress(done, total)`` after each site.
@@ -73,6 +73,7 @@ def simulate(
     bpc = hw.dram_bytes_per_cycle
     lat = hw.dram.latency_cycles
     decode = trace.phase == "decode"
+    batch = trace.n_sequences if decode else 1
     rows: list[dict[str, Any]] = []
     mask_cache: tuple[str, np.ndarray | None] | None = None
     prev_input: str | None = None
@@ -82,7 +83,8 @@ def simulate(
         if mask_cache is None or mask_cache[0] != site.input_id:
             mask_cache = (site.input_id, site_mask(hw, x))
         mask = mask_cache[1]
-        steps = [(r, r + 1) for r in range(x.shape[0])] if decode else [(0, x.shape[0])]
+        # a decode step holds one token of each of the trace's B sequences (rows r*B .. r*B + B - 1)
+        steps = [(r, r + batch) for r in range(0, x.shape[0], batch)] if decode else [(0, x.shape[0])]
         row = _site_row(site, len(steps), x.shape[0])
         for r0, r1 in steps:
             xs = x[r0:r1]

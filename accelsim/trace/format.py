@@ -1,17 +1,19 @@
-"""Trace format v1: activations entering the linear sites of one model forward pass, as a plain ``.npz``.
+"""Trace format v2 (reads v1 too): activations entering the linear sites of a model's forward passes, as a ``.npz``.
 
 Layout of the zip archive (every member is a ``.npy`` array; nothing is pickled):
 
 * ``meta.npy``: ``uint8`` bytes of a UTF-8 JSON object (the metadata and the site table, see below);
-* ``token_ids.npy``: ``int64`` token ids of the text the activations come from;
-* ``input/<input_id>.npy``: ``float16`` ``[T, K]`` activations, one per *distinct* input tensor;
-  sites that read the same tensor (q/k/v; gate/up) share one ``input_id``;
+* ``token_ids.npy``: ``int64`` token ids of the text the activations come from (``[B, L]`` for B > 1 sequences);
+* ``input/<input_id>.npy``: ``float16`` ``[rows, K]`` activations, one per *distinct* input tensor;
+  sites that read the same tensor (q/k/v; gate/up) share one ``input_id``. With ``sequences = B`` (v2) the
+  rows are the passes stacked, each flattened as ``[B, T_pass]`` (``accelsim.trace.serving_meta``);
 * ``weight/<site_index>.npy`` (optional): ``[O, K]`` weight in ``nn.Linear`` layout, ``y = x @ W.T + b``;
 * ``bias/<site_index>.npy`` (optional).
 
 Writing fixes every zip timestamp, so the same content gives the same bytes. Reading is lazy: ``Trace`` opens
 the archive and reads one input at a time (``Trace.site_input``), so a multi-GB trace is never loaded whole.
-See ``docs/trace-format.md``.
+v2 adds the metadata keys ``sequences`` (required) and ``architecture`` (heads, KV heads, head dim, vocabulary,
+``lm_head`` shape) and the optional site kind ``lm_head``; see ``docs/trace-format.md``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from typing import Any
 import numpy as np
 
 from accelsim.safeio import TooLargeError, finite_or_null
+from accelsim.trace import serving_meta
 from accelsim.trace.safe_npz import ArchiveError, Header, SafeNpz
 
-SCHEMA_VERSION = "accelsim-trace/1"
+SCHEMA_VERSION = "accelsim-trace/2"
+READ_VERSIONS = ("accelsim-trace/1", SCHEMA_VERSION)  # v1 has no 'sequences' (1) nor 'architecture' keys
 PHASES = ("prefill", "decode")
 KINDS = ("q", "k", "v", "o", "gate", "up", "down")
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -105,7 +109,9 @@ def write_trace(path: str | Path, data: TraceData, *, compress: bool = True) -> 
     meta["schema_version"] = SCHEMA_VERSION
     meta["sites"] = [s.to_json() for s in data.sites]
     meta.setdefault("dtype", "float16")
+    meta.setdefault("sequences", 1)
     _validate_meta(meta, str(path))
+    serving_meta.check_write_shapes(meta, data, str(path))
     ids = {s.input_id for s in data.sites}
     missing = sorted(ids - set(data.inputs))
     if missing:
@@ -149,10 +155,13 @@ def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
     for key in _REQUIRED_META:
         if key not in meta:
             raise TraceError(f"{where}: metadata key '{key}' is missing (required: {', '.join(_REQUIRED_META)})")
-    if meta["schema_version"] != SCHEMA_VERSION:
+    if meta["schema_version"] not in READ_VERSIONS:
         raise TraceError(
-            f"{where}: schema_version is {_echo(meta['schema_version'])}; this accelsim reads {SCHEMA_VERSION!r}"
+            f"{where}: schema_version is {_echo(meta['schema_version'])}; "
+            f"this accelsim reads {', '.join(READ_VERSIONS)}"
         )
+    if meta["schema_version"] != READ_VERSIONS[0]:
+        serving_meta.validate_serving_meta(meta, where)
     if not isinstance(meta["phase"], str) or meta["phase"] not in PHASES:
         raise TraceError(f"{where}: key 'phase' is {_echo(meta['phase'])}; allowed: {', '.join(PHASES)}")
     if meta["dtype"] != "float16":
@@ -195,8 +204,9 @@ def _check_site_entries(meta: Mapping[str, Any], where: str) -> None:
     if len(sites) > MAX_SITES:
         raise TraceError(f"{where}: key 'sites' lists {len(sites)} sites; at most {MAX_SITES}")
     for i, s in enumerate(sites):
-        if s["kind"] not in KINDS:
-            raise TraceError(f"{where}: sites[{i}].kind is {_echo(s['kind'])}; allowed: {', '.join(KINDS)}")
+        if s["kind"] not in (*KINDS, serving_meta.LM_HEAD_KIND):
+            allowed = ", ".join((*KINDS, serving_meta.LM_HEAD_KIND))
+            raise TraceError(f"{where}: sites[{i}].kind is {_echo(s['kind'])}; allowed: {allowed}")
         for key, top in (("K", MAX_DIM), ("O", MAX_DIM), ("layer", MAX_LAYER)):
             if s[key] > top:
                 raise TraceError(f"{where}: sites[{i}].{key} is {s[key]}; allowed: at most {top}")
@@ -306,17 +316,21 @@ def _check_inputs(npz: SafeNpz, meta: Mapping[str, Any], sites: Sequence[Site], 
         )
     t = counts[0]
     unit = "decode steps" if meta["phase"] == "decode" else "tokens"
-    if isinstance(meta.get("tokens"), int) and meta["tokens"] != t:
-        raise TraceError(f"{where}: key 'tokens' says {meta['tokens']} {unit} but the inputs hold {t} rows")
+    want, seqs = serving_meta.expected_rows(meta), int(meta.get("sequences", 1))
+    if want is not None and want != t:
+        raise TraceError(
+            f"{where}: key 'tokens' says {meta['tokens']} {unit} x sequences {seqs} but the inputs hold {t} rows"
+        )
     if "token_ids" in npz:
         h = _header(npz, "token_ids", where)
-        if len(h.shape) != 1 or h.dtype.kind not in "iu":
-            raise TraceError(f"{where}: member 'token_ids.npy' must be a 1-D integer array, got {h.dtype} {h.shape}")
+        if h.dtype.kind not in "iu":
+            raise TraceError(f"{where}: member 'token_ids.npy' must be an integer array, got {h.dtype} {h.shape}")
+        serving_meta.check_token_ids_shape(meta, h.shape, where)
         prompt = meta.get("prompt_tokens")
-        if meta["phase"] == "decode" and isinstance(prompt, int) and h.shape[0] != prompt + t:
+        if meta["phase"] == "decode" and isinstance(prompt, int) and h.shape[-1] != prompt + t // seqs:
             raise TraceError(
-                f"{where}: decode trace has {t} step rows and key 'prompt_tokens' {prompt}, so token_ids needs "
-                f"{prompt + t} ids, but it has {h.shape[0]}"
+                f"{where}: decode trace has {t // seqs} steps and key 'prompt_tokens' {prompt}, so token_ids needs "
+                f"{prompt + t // seqs} ids per sequence, but it has {h.shape[-1]}"
             )
     return t
 
@@ -385,6 +399,30 @@ class Trace:
 
     def input_ids(self) -> list[str]:
         return sorted({s.input_id for s in self.sites})
+
+    @property
+    def n_sequences(self) -> int:
+        """Sequences in the batch (``sequences``; 1 for a v1 trace). Rows: see ``serving_meta.ROW_LAYOUT``."""
+        return int(self.meta.get("sequences", 1))
+
+    @property
+    def architecture(self) -> dict[str, Any] | None:
+        """Heads, KV heads, head dim, vocabulary, lm_head shape ... (``serving_meta``); derived from
+        ``model_config`` for v1 traces; ``None`` if unknown."""
+        return serving_meta.trace_architecture(self.meta)
+
+    def require_sequences(self, batch: int) -> int:
+        """One-line ``TraceError`` naming ``sequences`` if the trace holds fewer than ``batch`` sequences."""
+        return serving_meta.require_sequences(self.meta, batch, str(self.path))
+
+    def require_architecture(self) -> dict[str, Any]:
+        """The architecture, or a one-line ``TraceError`` naming the key."""
+        return serving_meta.require_architecture(self.meta, str(self.path))
+
+    def sequence_token_ids(self) -> np.ndarray:
+        """Token ids as ``[n_sequences, L]`` whatever the stored layout (``[L]`` for one sequence)."""
+        ids = self.token_ids()
+        return ids.reshape(self.n_sequences, -1) if ids.ndim == 1 else ids
 
     # -- arrays ---------------------------------------------------------------------------------------
     def site_input(self, site: Site | int, *, cache: bool = False) -> np.ndarray:

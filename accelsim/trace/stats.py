@@ -174,3 +174,44 @@ def format_stats(df: pd.DataFrame) -> str:
         if col in show:
             show[col] = show[col].map(fmt.format)
     return show.to_string(index=False)
+
+
+def batch_union_density(
+    trace: Trace | str | Path, *, nm: str = "8:16", batches: tuple[int, ...] | None = None
+) -> pd.DataFrame:
+    """Union density of the N:M masks over a batch, per site kind: the share of a site's ``K`` input channels
+    (weight rows for ``gather_rows``) that at least one row of the tile keeps.
+
+    Decode trace with ``B`` sequences: the tile of step ``r`` and batch ``b`` is rows ``r*B .. r*B + b-1``
+    (sequences ``0 .. b-1`` at that step); the column ``union_density_b<b>`` is the mean over steps and over
+    the kind's sites. Prefill: the tile is all ``T`` tokens of sequences ``0 .. b-1``. ``batches`` defaults
+    to 1, 2, 4, ... up to ``B``; a batch above ``B`` is an error (``Trace.require_sequences``)."""
+    n, m = parse_pattern(nm)
+    owned = not isinstance(trace, Trace)
+    tr = Trace(trace) if owned else trace
+    try:
+        seqs = tr.n_sequences
+        bs = batches or tuple(b for b in (1, 2, 4, 8, 16, 32, 64) if b <= seqs)
+        for b in bs:
+            tr.require_sequences(b)
+        sums: dict[str, np.ndarray] = {}
+        count: dict[str, int] = {}
+        for _, ss, x in _inputs_once(tr.sites, tr.site_input):
+            keep = nm_mask(np.abs(x), n, m)
+            if tr.phase == "decode":
+                tiles = keep.reshape(-1, seqs, keep.shape[1])  # [steps, B, K]
+                dens = [float(tiles[:, :b].any(axis=1).mean()) for b in bs]
+            else:
+                tiles = keep.reshape(seqs, -1, keep.shape[1])  # [B, T, K]
+                dens = [float(tiles[:b].any(axis=(0, 1)).mean()) for b in bs]
+            for s in ss:
+                sums[s.kind] = sums.get(s.kind, np.zeros(len(bs))) + np.asarray(dens)
+                count[s.kind] = count.get(s.kind, 0) + 1
+    finally:
+        if owned:
+            tr.close()
+    rows = []
+    for k in _kind_order(set(sums)):
+        dens = {f"union_density_b{b}": v / count[k] for b, v in zip(bs, sums[k], strict=True)}
+        rows.append({"kind": k, "sites": count[k], **dens})
+    return pd.DataFrame(rows)

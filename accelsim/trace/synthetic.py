@@ -58,6 +58,24 @@ class ModelShape:
             "tie_word_embeddings": self.tied_embeddings,
         }
 
+    def architecture(self, layers: int | None = None) -> dict[str, object]:
+        """The v2 ``architecture`` metadata (``accelsim.trace.serving_meta``) of ``layers`` (default all) layers."""
+        n = self.layers if layers is None else layers
+        return {
+            "n_layers": n,
+            "hidden": self.hidden,
+            "intermediate": self.intermediate,
+            "n_heads": self.heads,
+            "n_kv_heads": self.kv_heads,
+            "head_dim": self.head_dim,
+            "vocab_size": self.vocab,
+            "tie_word_embeddings": self.tied_embeddings,
+            "lm_head": {"K": self.hidden, "O": self.vocab},
+            "layer_types": ["full_attention"] * n,
+            "sliding_window": None,
+            "mlp": "gated, silu(gate) * up",
+        }
+
     def linear_weight_share(self) -> tuple[float, int, int]:
         """``(share, linear_params, model_params)`` of a bias-free Llama-style model with these shapes."""
         per_layer = sum(k * o for k, o in self.site_shapes().values())
@@ -87,8 +105,9 @@ def input_id(layer: int, kinds: tuple[str, ...] | list[str]) -> str:
     return f"L{layer}.{'_'.join(kinds)}"
 
 
-def shape_sites(shape: ModelShape, layers: int | None = None) -> list[Site]:
-    """The ordered site table of ``layers`` (default: all) decoder layers of ``shape``."""
+def shape_sites(shape: ModelShape, layers: int | None = None, *, lm_head: bool = False) -> list[Site]:
+    """The ordered site table of ``layers`` (default: all) decoder layers of ``shape``, then (``lm_head``) the
+    output projection as a site of kind ``lm_head`` at layer ``layers``."""
     n = shape.layers if layers is None else layers
     ks = shape.site_shapes()
     sites: list[Site] = []
@@ -98,6 +117,8 @@ def shape_sites(shape: ModelShape, layers: int | None = None) -> list[Site]:
             for kind in group:
                 K, O = ks[kind]
                 sites.append(Site(len(sites), f"model.layers.{layer}.{_MODULE[kind]}", layer, kind, K, O, iid))
+    if lm_head:
+        sites.append(Site(len(sites), "lm_head", n, "lm_head", shape.hidden, shape.vocab, input_id(n, ["lm_head"])))
     return sites
 
 
@@ -147,7 +168,9 @@ def make_test_trace(
             },  # fmt: skip
         },
         "tokens": tokens,
+        "sequences": 1,
         "model_config": shape.to_json() | {"num_hidden_layers": layers},
+        "architecture": shape.architecture(layers),
     }
     token_ids = np.zeros(tokens, dtype=np.int64)
     return write_trace(path, TraceData(meta=meta, sites=sites, inputs=inputs, token_ids=token_ids))
@@ -159,6 +182,7 @@ def make_test_trace(
 
 # An input is classified by the first kind that reads it; TEAL's expected shape of each class.
 CLASSES = {"q": "attn_in", "o": "attn_out", "gate": "mlp_in", "down": "mlp_mid"}
+LM_HEAD_CLASS = "mlp_in"  # lm_head reads the final RMSNorm's output: sampled like gate/up's (a norm's output)
 TEAL_FAMILY = {
     "attn_in": "Gaussian-like (input of q/k/v)",
     "attn_out": "Laplacian-like, heavy-tailed (input of o)",
@@ -291,7 +315,7 @@ def fit_trace(path: str | Path) -> TraceFit:
         first: dict[str, Site] = {}
         for s in tr.sites:
             first.setdefault(s.input_id, s)
-        layers = max(s.layer for s in tr.sites) + 1
+        layers = max(s.layer for s in tr.sites if s.kind in CLASSES) + 1
         raw: dict[str, dict[int, np.ndarray]] = {}
         for s in first.values():
             cls = CLASSES.get(s.kind)
@@ -367,12 +391,14 @@ def synthesize_data(
     seed: int = 0,
     layers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    lm_head: bool = True,
 ) -> TraceData:
     """A :class:`TraceData` with ``shape``'s sites whose inputs are sampled lazily from ``fit``.
 
     Input ``i`` (in site order) of target layer ``l`` uses source layer ``round(l (L_src - 1) / (L - 1))`` of
     its class and the generator ``default_rng([seed, i])``: token scales and channel scales resampled (with
-    replacement) from that source layer's, times ``s_l * alpha * GenNormal(beta)``."""
+    replacement) from that source layer's, times ``s_l * alpha * GenNormal(beta)``. ``lm_head``: add the output
+    projection's input as the last site, sampled like the last layer's gate/up input."""
     if isinstance(shape, str):
         if shape not in SHAPES:
             raise ValueError(f"unknown model shape {shape!r}; known: {', '.join(SHAPES)}")
@@ -381,7 +407,7 @@ def synthesize_data(
         raise ValueError(f"phase {phase!r}: allowed {', '.join(PHASES)}")
     if tokens < 1:
         raise ValueError(f"tokens must be >= 1, got {tokens}")
-    sites = shape_sites(shape, layers)
+    sites = shape_sites(shape, layers, lm_head=lm_head)
     n_layers = shape.layers if layers is None else layers
     inputs: dict[str, _LazyInput] = {}
     n_inputs = len({s.input_id for s in sites})
@@ -389,8 +415,8 @@ def synthesize_data(
     for s in sites:
         if s.input_id in inputs:
             continue
-        cf = fit.classes[CLASSES[s.kind]]
-        src = _source_layer(s.layer, shape.layers, fit.layers)
+        cf = fit.classes[LM_HEAD_CLASS if s.kind == "lm_head" else CLASSES[s.kind]]
+        src = fit.layers - 1 if s.kind == "lm_head" else _source_layer(s.layer, shape.layers, fit.layers)
         index = len(inputs)
 
         def make(cf: ClassFit = cf, src: int = src, index: int = index, K: int = s.K) -> np.ndarray:
@@ -424,6 +450,8 @@ def synthesize_data(
         "text_source": "none (synthetic)",
         "text_sha256": "",
         "tokens": tokens,
+        "sequences": 1,
+        "architecture": shape.architecture(n_layers),
         "token_ids": "placeholders (zeros): synthetic values come from no text",
         "tool_version": _tool_version(),
         "synthetic": True,
@@ -456,8 +484,11 @@ def synthesize(
     seed: int = 0,
     layers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    lm_head: bool = True,
 ) -> Path:
     """Fit ``stats_from`` (a real trace) and write a synthetic trace with ``shape``'s sites to ``out``."""
     fit = fit_trace(stats_from)
-    data = synthesize_data(shape, fit, tokens=tokens, phase=phase, seed=seed, layers=layers, progress=progress)
+    data = synthesize_data(
+        shape, fit, tokens=tokens, phase=phase, seed=seed, layers=layers, progress=progress, lm_head=lm_head
+    )
     return write_trace(out, data)

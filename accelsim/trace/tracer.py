@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +247,42 @@ def _tokenize(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text)["input_ids"])
 
 
+def find_lm_head(model: Any) -> LinearSite | None:
+    """The output projection (``model.get_output_embeddings()``) as a site of kind ``lm_head``, if it is an
+    ``nn.Linear``; its ``layer`` is set by the caller to one past the last decoder layer."""
+    from torch import nn
+
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    if not isinstance(head, nn.Linear):
+        return None
+    name = next((n for n, m in model.named_modules() if m is head), "lm_head")
+    return LinearSite(name, -1, "lm_head", head)
+
+
+def model_architecture(model: Any, sites: Sequence[LinearSite], n_layers: int) -> dict[str, Any] | None:
+    """The trace's ``architecture`` (``serving_meta``) from the model config, checked against the traced
+    q/k projections' shapes (``n_heads * head_dim`` and ``n_kv_heads * head_dim`` outputs)."""
+    from accelsim.trace.serving_meta import architecture_from_config
+
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        return None
+    arch = architecture_from_config(config.to_dict())
+    if arch is None:
+        return None
+    if arch["n_layers"] != n_layers:
+        raise TraceInputError(f"the config says {arch['n_layers']} layers, the model has {n_layers} decoder layers")
+    for s in sites:
+        want = {"q": arch["n_heads"], "k": arch["n_kv_heads"], "v": arch["n_kv_heads"]}.get(s.kind)
+        if want is not None and s.module.weight.shape[0] != want * arch["head_dim"]:
+            raise TraceInputError(
+                f"{s.name}: {s.module.weight.shape[0]} outputs, but the config says {want} heads x head_dim "
+                f"{arch['head_dim']}"
+            )
+    return arch
+
+
 def _parse_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
     if layers is None:
         return list(range(n_layers))
@@ -253,6 +290,33 @@ def _parse_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
     if bad:
         raise TraceInputError(f"--layers {','.join(map(str, bad))}: the model has layers 0..{n_layers - 1}")
     return sorted(set(layers))
+
+
+def _sequences(
+    tokenizer: Any, body: str, text_label: str, *, phase: str, tokens: int, prompt_tokens: int, offset: int,
+    batch: int | None, stride: int | None, prompt_file: str | Path | None, bos: int | None,
+) -> Any:  # fmt: skip
+    from accelsim.trace.batch import BatchInputError, prompt_sequences, special_prefix, text_windows
+
+    tok = lambda t: _tokenize(tokenizer, t)  # noqa: E731
+    length = tokens if phase == "prefill" else prompt_tokens
+    try:
+        if prompt_file is not None:
+            return prompt_sequences(prompt_file, tok, batch=batch, length=length, bos=bos)
+        own, ids = tok(""), tok(body)
+        specials = special_prefix(tok, bos)
+        ids = specials + (ids[len(own) :] if ids[: len(own)] == own else ids)  # every window starts with specials
+        if (batch or 1) == 1 and len(ids) < offset + length:  # the batch-1 message of earlier versions
+            what = f"{tokens} tokens" if phase == "prefill" else f"a {prompt_tokens}-token prompt"
+            raise TraceInputError(
+                f"text {text_label!r} has {len(ids)} tokens; {phase} of {what} from offset {offset} needs "
+                f"{offset + length}"
+            )
+        return text_windows(
+            ids, specials, batch=batch or 1, length=length, offset=offset, stride=stride, text_label=text_label
+        )
+    except BatchInputError as exc:
+        raise TraceInputError(str(exc)) from None
 
 
 def trace_model(
@@ -266,19 +330,27 @@ def trace_model(
     weight_layers: Sequence[int] | None = (),
     progress: Progress | None = None,
     measure_plain: bool = False,
+    batch: int | None = None,
+    stride: int | None = None,
+    prompt_file: str | Path | None = None,
+    lm_head: bool = True,
 ) -> TraceResult:
-    """Trace a loaded model (``accelsim.hf.LoadedModel``).
+    """Trace a loaded model (``accelsim.hf.LoadedModel``) on ``batch`` sequences (default 1; with
+    ``prompt_file``, one per prompt), see ``accelsim.trace.batch``.
 
-    ``prefill``: one forward pass over ``tokens`` tokens of ``text`` starting at token ``offset``.
-    ``decode``: a prompt of ``prompt_tokens`` tokens from ``offset``, then ``tokens`` greedy steps with the KV
-    cache, each step one token; row ``r`` of every input is step ``r`` (it feeds ``token_ids[prompt + r]``).
-    ``weight_layers``: layers whose weights and biases are stored too (``None``: all layers).
+    ``prefill``: one forward pass over ``[B, tokens]`` (row ``b * tokens + t``).
+    ``decode``: a ``[B, prompt_tokens]`` prompt pass, then ``tokens`` greedy steps with the KV cache, each
+    feeding one token per sequence (row ``r * B + b`` is step ``r`` of sequence ``b``, which feeds
+    ``token_ids[b, prompt_tokens + r]``).
+    ``weight_layers``: decoder layers whose weights and biases are stored too (``None``: all layers).
+    ``lm_head``: also record the input of the output projection (the final norm's output) as the last site.
     ``measure_plain``: also time the same forward passes without hooks (``seconds['plain']``).
     """
     import torch
 
     from accelsim import __version__
     from accelsim.hf import read_text
+    from accelsim.trace.serving_meta import ROW_LAYOUT
 
     if phase not in PHASES:
         raise TraceInputError(f"--phase {phase!r}: allowed {', '.join(PHASES)}")
@@ -286,53 +358,63 @@ def trace_model(
         raise TraceInputError(f"--tokens {tokens}: must be >= 1")
     if offset < 0 or prompt_tokens < 1:
         raise TraceInputError(f"--offset {offset} / --prompt-tokens {prompt_tokens}: need offset >= 0, prompt >= 1")
+    if batch is not None and batch < 1:
+        raise TraceInputError(f"--batch {batch}: must be >= 1")
     model, tokenizer = lm.model, lm.tokenizer
     sites = find_decoder_linears(model)
     n_layers = max(s.layer for s in sites) + 1
     wlayers = _parse_layers(weight_layers, n_layers)
+    arch = model_architecture(model, sites, n_layers)
+    head = find_lm_head(model) if lm_head else None
+    rec_sites = sites + ([LinearSite(head.name, n_layers, "lm_head", head.module)] if head is not None else [])
     seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
     body, text_sha, text_label = read_text(text)
-    ids = _tokenize(tokenizer, body)
+    seqs = _sequences(
+        tokenizer, body, text_label, phase=phase, tokens=tokens, prompt_tokens=prompt_tokens, offset=offset,
+        batch=batch, stride=stride, prompt_file=prompt_file, bos=getattr(lm, "bos_token_id", None),
+    )  # fmt: skip
+    if prompt_file is not None:
+        text_sha, text_label = _file_sha256(prompt_file), str(prompt_file)
     seconds["tokenize"] = time.perf_counter() - t0
-    need = offset + (tokens if phase == "prefill" else prompt_tokens)
-    if len(ids) < need:
-        what = f"{tokens} tokens" if phase == "prefill" else f"a {prompt_tokens}-token prompt"
-        raise TraceInputError(
-            f"text {text_label!r} has {len(ids)} tokens; {phase} of {what} from offset {offset} needs {need}"
-        )
-    window = ids[offset:need]
+    windows = seqs.ids
+    n_seq = len(windows)
 
-    def run(rec: LinearInputRecorder | None) -> tuple[list[int], int | None]:
-        """The forward pass(es); records into ``rec`` when given. Returns (fed tokens, next token)."""
+    def run(rec: LinearInputRecorder | None) -> tuple[list[list[int]], list[int] | None]:
+        """The forward pass(es); records into ``rec`` when given. Returns (fed tokens, next tokens)."""
         step = rec.step if rec is not None else contextlib.nullcontext
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            # transformers >= 5.25 renames the forward argument past_key_values to cache; both still work
+            warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
             if phase == "prefill":
                 with step():
-                    model(input_ids=torch.tensor([window]), use_cache=False)
-                return window, None
-            out = model(input_ids=torch.tensor([window]), use_cache=True)
-            fed = list(window)
-            nxt = int(out.logits[0, -1].argmax())
+                    model(input_ids=torch.tensor(windows), use_cache=False)
+                return [list(w) for w in windows], None
+            out = model(input_ids=torch.tensor(windows), use_cache=True)
+            fed = [list(w) for w in windows]
+            nxt = out.logits[:, -1].argmax(dim=-1).tolist()
             for _ in range(tokens):
-                fed.append(nxt)
+                for b in range(n_seq):
+                    fed[b].append(int(nxt[b]))
                 with step():
-                    out = model(input_ids=torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
-                nxt = int(out.logits[0, -1].argmax())
-            return fed, nxt
+                    out = model(
+                        input_ids=torch.tensor(nxt)[:, None], past_key_values=out.past_key_values, use_cache=True
+                    )
+                nxt = out.logits[:, -1].argmax(dim=-1).tolist()
+            return fed, [int(t) for t in nxt]
 
     if measure_plain:
         t0 = time.perf_counter()
         run(None)
         seconds["plain"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    with LinearInputRecorder(sites, progress=progress, steps=1 if phase == "prefill" else tokens) as rec:
-        fed, next_token = run(rec)
+    with LinearInputRecorder(rec_sites, progress=progress, steps=1 if phase == "prefill" else tokens) as rec:
+        fed, next_tokens = run(rec)
     seconds["traced"] = time.perf_counter() - t0
     assert rec.order is not None and rec.groups is not None
 
-    expect_rows = [tokens] if phase == "prefill" else [1] * tokens
+    expect_rows = [n_seq * tokens] if phase == "prefill" else [n_seq] * tokens
     if rec.rows_per_step != expect_rows:
         raise TraceInputError(f"recorded {rec.rows_per_step} rows per step, expected {expect_rows}")
 
@@ -341,7 +423,7 @@ def trace_model(
     ids_of_group: list[str] = []
     used: set[str] = set()
     for g in rec.groups:
-        base = input_id(sites[g[0]].layer, [sites[i].kind for i in g])
+        base = input_id(rec_sites[g[0]].layer, [rec_sites[i].kind for i in g])
         name, n = base, 1
         while name in used:
             n += 1
@@ -353,10 +435,10 @@ def trace_model(
     weights: dict[int, np.ndarray] = {}
     biases: dict[int, np.ndarray] = {}
     for idx in rec.order:
-        s = sites[idx]
+        s = rec_sites[idx]
         w = s.module.weight
         k = len(out_sites)
-        keep = s.layer in wlayers
+        keep = s.layer in wlayers and s.kind != "lm_head"
         out_sites.append(
             Site(k, s.name, s.layer, s.kind, int(w.shape[1]), int(w.shape[0]), ids_of_group[group_of[idx]], keep)
         )
@@ -385,6 +467,10 @@ def trace_model(
         "text_sha256": text_sha,
         "token_offset": offset,
         "tokens": tokens,
+        "sequences": n_seq,
+        "sequence_source": seqs.source,
+        "sequence_offsets": seqs.offsets,
+        "row_layout": ROW_LAYOUT[phase],
         "tool_version": __version__,
         "torch_version": torch.__version__,
         "transformers_version": tf_version,
@@ -393,28 +479,54 @@ def trace_model(
         "linear_weight_share": round(share, 6),
         "linear_params": lin_params,
         "model_params": all_params,
-        "hook": "forward pre-hook on every nn.Linear in the decoder layers; shared inputs stored once",
+        "hook": "forward pre-hook on every nn.Linear in the decoder layers (and lm_head); shared inputs stored once",
     }
+    if seqs.stride is not None:
+        meta["sequence_stride"] = seqs.stride
+    if seqs.specials:
+        meta["sequence_specials"] = seqs.specials
+    if arch is not None:
+        meta["architecture"] = arch
+    if head is not None:
+        meta["lm_head_site"] = {
+            "index": next(s.index for s in out_sites if s.kind == "lm_head"),
+            "input": "the final norm's output, all rows (a serving prefill needs only each sequence's last row)",
+            "tied_to_embedding": bool(head.module.weight is getattr(model.get_input_embeddings(), "weight", None)),
+        }
     if weights:
         meta["weight_layers"] = wlayers
         meta["weights_dtype"] = str(next(iter(weights.values())).dtype) + " (as loaded)"
+
+    def per_seq(values: list[Any]) -> Any:
+        return values[0] if n_seq == 1 else values
+
     if phase == "prefill":
-        meta["text"] = tokenizer.decode(fed)
+        meta["text"] = per_seq([tokenizer.decode(f) for f in fed])
     else:
         meta["prompt_tokens"] = prompt_tokens
-        meta["decode"] = "greedy, KV cache; row r of every input = step r, which feeds token_ids[prompt_tokens + r]"
-        meta["prompt_text"] = tokenizer.decode(fed[:prompt_tokens])
-        meta["generated_text"] = tokenizer.decode(fed[prompt_tokens:])
-        meta["next_token"] = next_token
+        meta["decode"] = (
+            "greedy, KV cache; row r*B + b of every input = step r of sequence b, which feeds "
+            "token_ids[b, prompt_tokens + r]"
+        )
+        meta["prompt_text"] = per_seq([tokenizer.decode(f[:prompt_tokens]) for f in fed])
+        meta["generated_text"] = per_seq([tokenizer.decode(f[prompt_tokens:]) for f in fed])
+        meta["next_token"] = per_seq(next_tokens)
+    token_ids = np.asarray(fed, dtype=np.int64)
     data = TraceData(
         meta=meta,
         sites=out_sites,
         inputs=inputs,
-        token_ids=np.asarray(fed, dtype=np.int64),
+        token_ids=token_ids[0] if n_seq == 1 else token_ids,
         weights=weights,
         biases=biases,
     )
     return TraceResult(data=data, seconds=seconds)
+
+
+def _file_sha256(path: str | Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def separate_input_bytes(data: TraceData) -> tuple[int, int]:
@@ -437,6 +549,10 @@ def trace_to_file(
     progress: Progress | None = None,
     measure_plain: bool = False,
     dtype: str = "float32",
+    batch: int | None = None,
+    stride: int | None = None,
+    prompt_file: str | Path | None = None,
+    lm_head: bool = True,
 ) -> TraceResult:
     """Load ``model`` (``accelsim.hf.load_model`` in ``dtype``), trace it and write ``out``; nothing is written
     on error."""
@@ -457,6 +573,10 @@ def trace_to_file(
         weight_layers=weight_layers,
         progress=progress,
         measure_plain=measure_plain,
+        batch=batch,
+        stride=stride,
+        prompt_file=prompt_file,
+        lm_head=lm_head,
     )
     t0 = time.perf_counter()
     write_trace(out, res.data)
