@@ -357,7 +357,7 @@ def main() -> int:
         "--out",
         type=Path,
         default=None,
-        help="results file (default benchmarks/results/speed.json; smoke: benchmarks/.cache/smoke_results.json)",
+        help="results file (default benchmarks/results.json; smoke: benchmarks/.cache/smoke_results.json)",
     )
     args = ap.parse_args()
     out = args.out or (ROOT / "benchmarks" / ".cache" / "smoke_results.json" if args.smoke else RESULTS)

@@ -1,4 +1,4 @@
-"""Shared ``benchmarks/results/speed.json``: several benchmarks write into it, each only its own top-level keys.
+"""Shared ``benchmarks/results.json``: several benchmarks write into it, each only its own top-level keys.
 
 :func:`update_results` reads the file, replaces the given keys, and writes it back atomically (temporary file
 plus rename) under an exclusive lock, so writers of other keys (e.g. the accuracy benchmark's ``accuracy``)
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
+RESULTS = ROOT / "benchmarks" / "results.json"
 
 
 def update_results(path: Path, entries: dict[str, Any]) -> dict[str, Any]:

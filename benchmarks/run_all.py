@@ -1,4 +1,4 @@
-"""One command for the simulator-speed benchmarks of issue 14; writes ``benchmarks/results/speed.json``.
+"""One command for the simulator-speed benchmarks of issue 14; writes ``benchmarks/results.json``.
 
 1. ``side_by_side`` (``bench_scalesim.py``): the same dense GEMMs on accelsim's SCALE-Sim compatibility mode
    and on SCALE-Sim v3 (installed on first use into ``benchmarks/.scalesim-venv``), cycles checked equal, wall
@@ -10,7 +10,7 @@
 4. ``profile`` (``profile_sim.py``): cProfile of a 7B decode token and the SmolLM2 128-token prefill on
    ``nm8_16.yaml``, written to ``benchmarks/results/profile.txt`` (not in ``--smoke``).
 
-Only the first three top-level keys of ``speed.json`` are written (read-modify-write: other benchmarks' keys stay).
+Only the first three top-level keys of ``results.json`` are written (read-modify-write: other benchmarks' keys stay).
 
   python benchmarks/run_all.py                 # everything, about 8-10 min on 2 cores (SCALE-Sim 10 s limit)
   python benchmarks/run_all.py --smoke         # tiny sizes in seconds; never installs; SCALE-Sim only if cached
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="results file (default benchmarks/results/speed.json; smoke: benchmarks/.cache/smoke_results.json)",
+        help="results file (default benchmarks/results.json; smoke: benchmarks/.cache/smoke_results.json)",
     )
     bench_scalesim.add_args(ap)
     bench_models.add_args(ap)

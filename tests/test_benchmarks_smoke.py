@@ -1,5 +1,5 @@
 """Smoke mode of the simulator-speed benchmarks (``benchmarks/run_all.py --smoke``): they run and their records
-are complete and consistent. Nothing here is about time (speed figures live in ``benchmarks/results/speed.json``), and
+are complete and consistent. Nothing here is about time (speed figures live in ``benchmarks/results.json``), and
 nothing is installed: SCALE-Sim takes part only when ``benchmarks/.scalesim-venv`` already exists.
 """
 
