@@ -28,10 +28,13 @@ def assumptions_cmd(
     out: Path = typer.Option(Path("docs/assumptions.md"), "--out", help="Markdown file to write."),
     jobs: int = typer.Option(1, "--jobs", min=1, max=64, help="Simulation processes (output does not depend on it)."),
 ) -> None:
-    """Switch each assumption of the hardware model off in turn (accumulator registers, operand-port width,
-    metadata buffer and format, compressor network, gathered-row DRAM efficiency, leakage, decoder latency)
-    and write per phase the speedup, energy ratio and area overhead of every pattern with it on and off, an
-    operand-port width sweep and the selection-network depths. Example:
+    """Write docs/assumptions.md: what each modelling assumption does to speedup, energy and area.
+
+    Each assumption (accumulator registers, operand-port width, metadata buffer and format, compressor network,
+    gathered-row DRAM efficiency, leakage, decoder latency) is switched off in turn, in every config and in the
+    dense baseline; per phase the page gives every pattern's speedup, energy ratio and area overhead with it on
+    and off, the pattern pairs whose order flips, an operand-port width sweep and the selection-network depths.
+    Example:
 
         accelsim assumptions --jobs 2    # writes docs/assumptions.md from the two committed SmolLM2 traces
     """
