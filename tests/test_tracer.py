@@ -422,9 +422,11 @@ def test_decode_records_one_token_per_step_matching_a_full_forward(smollm2):
 
 def trace_model_on_ids(lm, ids):
     """Inputs of every site and the logits of one plain full forward over ``ids``."""
-    from accelsim.trace.tracer import find_decoder_linears
+    from accelsim.trace.tracer import find_decoder_linears, find_lm_head
 
     sites = find_decoder_linears(lm.model)
+    head = find_lm_head(lm.model)
+    sites = sites + ([head] if head is not None else [])
     inputs = {}
     handles = [
         s.module.register_forward_pre_hook(lambda m, a, n=s.name: inputs.__setitem__(n, a[0][0].float().numpy().copy()))
