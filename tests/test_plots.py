@@ -39,3 +39,21 @@ def test_tradeoff_grid_has_a_row_per_trace_and_marks_the_fronts(tmp_path):
     assert list(line.get_xdata()) == [0.0, 16.0, 50.0]
     fig.savefig(tmp_path / "t.png")
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_breakdown_names_configs_when_patterns_repeat():
+    from accelsim.report.plots import breakdown_bars
+
+    df = pd.DataFrame(
+        {
+            "config": ["dense", "unstructured", "unstructured_flex", "nm8_16"],
+            "pattern": ["dense", "unstructured0.5", "unstructured0.5", "8:16"],
+            "compute_cycles": [4.0, 2.0, 2.0, 2.0],
+            "speedup_vs_dense": [1.0, 2.0, 2.0, 2.0],
+        }
+    )
+    ax = breakdown_bars(df).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(df["config"])
+    assert ax.get_xlabel().startswith("hardware config")
+    distinct = breakdown_bars(df[df["config"] != "unstructured_flex"]).axes[0]
+    assert [t.get_text() for t in distinct.get_xticklabels()] == ["dense", "unstructured0.5", "8:16"]

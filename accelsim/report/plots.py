@@ -61,9 +61,15 @@ def breakdown_bars(df: pd.DataFrame, *, ax: Any = None, title: str | None = None
     if "speedup_vs_dense" in df.columns:
         for xi, (top, s) in enumerate(zip(bottom, df["speedup_vs_dense"], strict=True)):
             ax.annotate(f"{s:.2f}x", (xi, top), ha="center", va="bottom", fontsize=9)
-    ax.set_xticks(list(x), list(df["pattern"]))
+    labels = list(df["pattern"])
+    by_config = len(set(labels)) < len(labels) and "config" in df.columns  # one pattern on several machines
+    if by_config:
+        labels = list(df["config"])
+    wide = len(labels) > 6
+    ax.set_xticks(list(x), labels, rotation=30 if wide else 0, ha="right" if wide else "center")
     ax.set_ylabel("cycles (millions)")
-    ax.set_xlabel("activation sparsity pattern (same machine)")
+    what = "hardware config (same machine otherwise)" if by_config else "activation sparsity pattern (same machine)"
+    ax.set_xlabel(what)
     ax.set_ylim(0, float(bottom.max()) * 1.12 if len(bottom) else 1)
     ax.legend(fontsize=8, loc="upper right", frameon=False)
     if title:
