@@ -182,8 +182,8 @@ def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
             t.add_row(f"ppl ({rec['accuracy_key']})", f"{rec['ppl']:.3f}", f"delta_ppl {rec['delta_ppl']:+.3f}")
     console.print(t)
     console.print(
-        "Scope: linear sites only (q k v o gate up down); activations are the dense model's, each site masked\n"
-        "independently. Perplexity of the same pattern: --accuracy docs/accuracy_smollm2-135m.json (or accelsim eval).",
+        "Scope: linear sites only (q k v o gate up down, and lm_head when the trace holds it); activations are\n"
+        "the dense model's, each site masked independently. Perplexity of the same pattern: --accuracy docs/accuracy_smollm2-135m.json (or accelsim eval).",
         style="dim",
         soft_wrap=True,
     )
