@@ -183,7 +183,8 @@ def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
     console.print(t)
     console.print(
         "Scope: linear sites only (q k v o gate up down, and lm_head when the trace holds it); activations are\n"
-        "the dense model's, each site masked independently. Perplexity of the same pattern: --accuracy docs/accuracy_smollm2-135m.json (or accelsim eval).",
+        "the dense model's, each site masked independently. Perplexity of the same pattern: --accuracy\n"
+        "docs/accuracy_smollm2-135m.json (or accelsim eval).",
         style="dim",
         soft_wrap=True,
     )
