@@ -30,9 +30,20 @@ def npy_with_header(header: dict, data: bytes = b"") -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + data
 
 
-def npy(arr: np.ndarray, allow_pickle: bool = False) -> bytes:
+def npy(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=allow_pickle)
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def pickled_npy(objs: list) -> bytes:
+    """A hostile ``.npy`` member: an object-dtype header followed by a pickle payload, built by hand (the
+    reader under test must refuse it from the header alone; nothing here or there ever unpickles it)."""
+    import pickle
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "|O", "fortran_order": False, "shape": (len(objs),)})
+    buf.write(pickle.dumps(objs))
     return buf.getvalue()
 
 
@@ -183,12 +194,12 @@ TRACE_CASES = [
     ),
     (
         "trace-pickled-object-array",
-        _t(_member(_inp, lambda g: npy(np.array([{"a": 1}, None], dtype=object), allow_pickle=True), "pkl.npz")),
+        _t(_member(_inp, lambda g: pickled_npy([{"a": 1}, None]), "pkl.npz")),
         ["pkl.npz", "input/L0.attn_in"],
     ),
     (
         "trace-pickled-meta",
-        _t(_member(lambda g: "meta.npy", lambda g: npy(np.array([1, "x"], dtype=object), allow_pickle=True), "pm.npz")),
+        _t(_member(lambda g: "meta.npy", lambda g: pickled_npy([1, "x"]), "pm.npz")),
         ["pm.npz", "meta"],
     ),
     (

@@ -403,38 +403,24 @@ def validate(
         )
 
 
+_OPTIONAL = (  # (command, module, function): modules that pull optional stacks (torch) import lazily
+    ("trace", "accelsim.cli.trace", "trace"),
+    ("eval", "accelsim.cli.eval", "eval_cmd"),
+    ("cost", "accelsim.cli.cost", "cost_cmd"),
+    ("tradeoff", "accelsim.cli.cost", "tradeoff_cmd"),
+    ("assumptions", "accelsim.cli.assumptions", "assumptions_cmd"),
+)
+
+
 def _register_optional() -> None:
-    """Commands whose modules pull optional stacks (torch) lazily; registered when importable."""
-    try:
-        from accelsim.cli.trace import trace as trace_cmd
+    """Register the commands of :data:`_OPTIONAL` that import here, then ``sweep``."""
+    import importlib
 
-        app.command("trace")(trace_cmd)
-    except ImportError:
-        pass
-    try:
-        from accelsim.cli.eval import eval_cmd
-
-        app.command("eval")(eval_cmd)
-    except ImportError:
-        pass
-    try:
-        from accelsim.cli.cost import cost_cmd
-
-        app.command("cost")(cost_cmd)
-    except ImportError:
-        pass
-    try:
-        from accelsim.cli.cost import tradeoff_cmd
-
-        app.command("tradeoff")(tradeoff_cmd)
-    except ImportError:
-        pass
-    try:
-        from accelsim.cli.assumptions import assumptions_cmd
-
-        app.command("assumptions")(assumptions_cmd)
-    except ImportError:
-        pass
+    for name, module, func in _OPTIONAL:
+        try:
+            app.command(name)(getattr(importlib.import_module(module), func))
+        except ImportError:
+            pass
     from accelsim.cli.sweep import EPILOG, sweep_cmd
 
     app.command("sweep", epilog=EPILOG)(sweep_cmd)

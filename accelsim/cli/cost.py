@@ -29,6 +29,19 @@ def _load(path: Path):
         raise _fail(str(exc)) from None
 
 
+def _print_rows(title: str, header: list[str], rows: list[list[str]], markdown: bool) -> None:
+    """Print ``rows`` as a markdown table (``--markdown``) or a rich table with ``title``."""
+    if markdown:
+        _out.print(_markdown(header, rows), soft_wrap=True, markup=False)
+        return
+    t = Table(title=title)
+    for c in header:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*(user_text(c, 1000) for c in r))
+    _out.print(t)
+
+
 def _table_arg(table: Path | None):
     from accelsim.cost.table import default_table, load_table
 
@@ -300,15 +313,7 @@ def tradeoff_cmd(
         else:
             sh = ["entry", "factor", "trace", "axis", "front", "entered", "left"]
             srows = [[str(r[c]) if c != "factor" else f"x{r[c]:g}" for c in sh] for _, r in moved.iterrows()]
-            if markdown:
-                _out.print(_markdown(sh, srows), soft_wrap=True, markup=False)
-            else:
-                st = Table(title="scalings that change a Pareto front")
-                for c in sh:
-                    st.add_column(c)
-                for r in srows:
-                    st.add_row(*(user_text(c, 1000) for c in r))
-                _out.print(st)
+            _print_rows("scalings that change a Pareto front", sh, srows, markdown)
             still = sorted(set(sens["entry"]) - set(moved["entry"]))
             if still:
                 _out.print(f"no change from: {', '.join(still)}", style="dim", soft_wrap=True)
@@ -324,15 +329,7 @@ def tradeoff_cmd(
             ]
             for _, r in be.iterrows()
         ]
-        if markdown:
-            _out.print(_markdown(bh, brows), soft_wrap=True, markup=False)
-        else:
-            bt = Table(title="break-even: the scaling nearest x1 that changes a front")
-            for c in bh:
-                bt.add_column(c)
-            for r in brows:
-                bt.add_row(*(user_text(c, 1000) for c in r))
-            _out.print(bt)
+        _print_rows("break-even: the scaling nearest x1 that changes a front", bh, brows, markdown)
     if out is not None:
         from accelsim.report.plots import tradeoff_grid
         from accelsim.report.tables import csv_writer, write_atomic
