@@ -7,7 +7,8 @@ entries whose score is minus infinity, so a padding entry is never kept while a 
 Unstructured per-token top-k is the same rule with one group spanning the whole row (``m = K``).
 
 The accuracy path has a torch implementation of the same rule (``accelsim.accuracy.masks``); a test
-checks that both give identical masks on the same data, ties included. This module imports numpy only.
+checks that both give identical masks on the same data, ties included. This module imports numpy and numba
+(the compiled kernel :func:`_nm_keep`; :func:`_nm_mask_sort` is the original stable-sort form of the rule).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 __all__ = [
     "nm_mask",
@@ -60,9 +62,49 @@ def nm_mask(scores: np.ndarray, n: int, m: int) -> np.ndarray:
     if n == m:
         out = np.ones((t, k), dtype=bool)
         return out[0] if squeeze else out
+    if s.dtype == np.float16:
+        s = s.astype(np.float32)  # exact: the order of the scores is unchanged
+    if s.dtype not in (np.float32, np.float64):
+        keep = _nm_mask_sort(s, n, m)
+    elif m > _RANK_MAX_M and k <= m:
+        keep = _top_n_rows(s, n)
+    else:
+        keep = np.empty((t, k), dtype=bool)
+        _nm_keep(np.ascontiguousarray(s), n, m, keep)
+    return keep[0] if squeeze else keep
+
+
+#: Groups up to this size are ranked by pairwise comparison; larger ones by the n-th largest value.
+_RANK_MAX_M = 64
+
+
+def _top_n_rows(s: np.ndarray, n: int) -> np.ndarray:
+    """The rule for one group per row (unstructured top-k): the ``n`` largest of each row, ties to lower index.
+
+    ``v`` = each row's n-th largest value (a partition, no sort); every entry above ``v`` is kept and, in channel
+    order, the first ``n - #above`` entries equal to ``v``: exactly what the stable sort keeps."""
+    t, k = s.shape
+    if n >= k:
+        return np.ones((t, k), dtype=bool)
+    kth = np.partition(s, k - n, axis=1)[:, k - n : k - n + 1]
+    above = s > kth
+    ties = s == kth
+    need = n - above.sum(axis=1)
+    keep = above | ties
+    extra = np.flatnonzero(ties.sum(axis=1) > need)  # rows with more ties at v than places left
+    if len(extra):
+        sub = ties[extra]
+        keep[extra] = above[extra] | (sub & (np.cumsum(sub, axis=1) <= need[extra, None]))
+    return keep
+
+
+def _nm_mask_sort(s: np.ndarray, n: int, m: int) -> np.ndarray:
+    """The rule by a stable sort of the negated scores in float64 (the original implementation; any float dtype).
+
+    An ascending stable sort puts the largest first and, among equals, the lower channel index first. Padding
+    gets +inf (= score -inf): sorted last."""
+    t, k = s.shape
     groups = math.ceil(k / m)
-    # Work in float64 on the negated score so that an ascending stable sort puts the largest first and,
-    # among equals, the lower channel index first. Padding gets +inf (= score -inf): sorted last.
     neg = np.full((t, groups * m), np.inf, dtype=np.float64)
     neg[:, :k] = -s.astype(np.float64, copy=False)
     neg = neg.reshape(t, groups, m)
@@ -70,8 +112,51 @@ def nm_mask(scores: np.ndarray, n: int, m: int) -> np.ndarray:
     keep = np.zeros((t, groups, m), dtype=bool)
     np.put_along_axis(keep, order, True, axis=2)
     # A padded last group with fewer than n real entries keeps all of them: pads are never kept.
-    keep = keep.reshape(t, groups * m)[:, :k]
-    return keep[0] if squeeze else keep
+    return keep.reshape(t, groups * m)[:, :k]
+
+
+@njit(cache=True, nogil=True)
+def _nm_keep(s, n, m, keep):  # pragma: no cover - compiled
+    """``keep[r, c]``: entry ``c`` of row ``r`` is among the ``n`` largest of its group, ties to the lower index.
+
+    Small groups: an entry's rank is the number of group entries that beat it (larger, or equal and earlier).
+    Large groups (unstructured top-k): the n-th largest value ``v`` of the group; every entry above ``v`` is kept
+    and the first ``n - #above`` entries equal to ``v``. Both are exactly the stable-sort rule of
+    :func:`_nm_mask_sort` (a short last group keeps ``min(n, entries)``)."""
+    t, k = s.shape
+    for r in range(t):
+        for g0 in range(0, k, m):
+            g1 = min(g0 + m, k)
+            size = g1 - g0
+            if size <= n:
+                for c in range(g0, g1):
+                    keep[r, c] = True
+            elif m <= 64:
+                for c in range(g0, g1):
+                    v = s[r, c]
+                    beaten = 0
+                    for d in range(g0, g1):
+                        w = s[r, d]
+                        if w > v or (w == v and d < c):
+                            beaten += 1
+                    keep[r, c] = beaten < n
+            else:
+                vals = np.sort(s[r, g0:g1])
+                kth = vals[size - n]  # the n-th largest
+                above = 0
+                for c in range(g0, g1):
+                    if s[r, c] > kth:
+                        above += 1
+                ties = n - above
+                for c in range(g0, g1):
+                    v = s[r, c]
+                    if v > kth:
+                        keep[r, c] = True
+                    elif v == kth and ties > 0:
+                        keep[r, c] = True
+                        ties -= 1
+                    else:
+                        keep[r, c] = False
 
 
 def topk_mask(scores: np.ndarray, density: float) -> np.ndarray:

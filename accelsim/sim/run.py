@@ -6,7 +6,7 @@ give identical results. It imports neither pandas nor torch; ``accelsim.report``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,12 +15,17 @@ import numpy as np
 from accelsim import __version__
 from accelsim.config.hw import HwConfig
 from accelsim.sim.actions import ACTIONS
-from accelsim.sim.engine import BREAKDOWN, simulate_site
+from accelsim.sim.engine import BREAKDOWN, SiteTiming, simulate_site
+from accelsim.sim.fast_engine import simulate_site_fast
 from accelsim.sim.tiling import check_sites
-from accelsim.sim.work import build_site_work, site_mask
+from accelsim.sim.work import SiteWork, build_site_work, mask_key, site_mask
 from accelsim.trace.format import Trace
 
 DRAM_KINDS = ("weight", "activation", "metadata", "output")
+
+#: Site engines: ``fast`` (compiled kernel, default) and ``simpy`` (the reference event model); both give the
+#: identical :class:`SiteTiming` (``tests/test_engine_equivalence.py``).
+ENGINES: dict[str, Callable[..., SiteTiming]] = {"fast": simulate_site_fast, "simpy": simulate_site}
 
 
 @dataclass
@@ -64,37 +69,92 @@ def simulate(
     trace: Trace,
     *,
     progress: Callable[[int, int], None] | None = None,
+    engine: str = "fast",
+    memo: bool = True,
 ) -> RunResult:
     """Simulate every site of ``trace`` on ``hw`` (decode: every step of every site, one token per sequence).
 
     Args:
         progress: called as ``progress(done, total)`` after each site.
+        engine: ``"fast"`` (compiled site kernel) or ``"simpy"`` (the reference event model); same numbers.
+        memo: reuse the work and timing of an identical earlier site step of this run (same numbers).
     """
-    bpc = hw.dram_bytes_per_cycle
-    lat = hw.dram.latency_cycles
-    decode = trace.phase == "decode"
-    batch = trace.n_sequences if decode else 1
-    rows: list[dict[str, Any]] = []
-    mask_cache: tuple[str, np.ndarray | None] | None = None
-    prev_input: str | None = None
+    return simulate_many([hw], trace, progress=progress, engine=engine, memo=memo)[0]
+
+
+def simulate_many(
+    hws: Sequence[HwConfig],
+    trace: Trace,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    engine: str = "fast",
+    memo: bool = True,
+) -> list[RunResult]:
+    """:func:`simulate` of several configs in one pass over the trace: each site input is read once and each
+    distinct mask (``work.mask_key``) computed once per site, shared by every config that selects alike."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    runs = [_ConfigRun(hw, trace, ENGINES[engine], memo) for hw in hws]
     n_sites = len(trace.sites)
-    check_sites(hw, [(s.K, s.O) for s in trace.sites])
+    masks: dict[tuple, np.ndarray | None] = {}
+    masks_of: str | None = None
     for done, (site, x) in enumerate(trace.iter_sites(), start=1):
-        if mask_cache is None or mask_cache[0] != site.input_id:
-            mask_cache = (site.input_id, site_mask(hw, x))
-        mask = mask_cache[1]
+        if masks_of != site.input_id:
+            masks, masks_of = {}, site.input_id
+        for r in runs:
+            key = mask_key(r.hw)
+            if key not in masks:
+                masks[key] = site_mask(r.hw, x)
+            r.site(site, x, masks[key])
+        if progress is not None:
+            progress(done, n_sites)
+    return [_finish(r.hw, trace, r.rows) for r in runs]
+
+
+class _ConfigRun:
+    """One config's pass over the trace: its rows, the on-chip input, and the memo of identical site steps."""
+
+    def __init__(self, hw: HwConfig, trace: Trace, site_engine: Callable[..., SiteTiming], memo: bool):
+        check_sites(hw, [(s.K, s.O) for s in trace.sites])
+        self.hw, self.site_engine = hw, site_engine
+        self.bpc, self.lat = hw.dram_bytes_per_cycle, hw.dram.latency_cycles
+        self.decode = trace.phase == "decode"
+        self.batch = trace.n_sequences if self.decode else 1
+        self.rows: list[dict[str, Any]] = []
+        self.prev_input: str | None = None
+        # Exact memo: a step's work is a function of (hw, the rows of x it reads, O, reuse); without a mask, or
+        # with a shape-only mask, of the shape alone. Keys name exactly those inputs, so a hit is the same work.
+        self.memo: dict[tuple, tuple[SiteWork, SiteTiming]] | None = {} if memo else None
+        self.by_shape = mask_key(hw)[0] in ("dense", "static")
+
+    def _step(self, site, xs: np.ndarray, ms: np.ndarray | None, r0: int, reuse: bool) -> tuple[SiteWork, SiteTiming]:
+        key = None
+        if self.memo is not None:
+            src = ("shape",) if self.by_shape else (site.input_id, r0)
+            key = (*src, xs.shape, site.O, reuse)
+            if key in self.memo:
+                return self.memo[key]
+        work = build_site_work(self.hw, xs, site.O, mask=ms, reuse_input=reuse)
+        if reuse and work.n_t != 1:
+            work = build_site_work(self.hw, xs, site.O, mask=ms, reuse_input=False)
+        out = (work, self.site_engine(work, self.bpc, self.lat))
+        if key is not None:
+            self.memo[key] = out
+        return out
+
+    def site(self, site, x: np.ndarray, mask: np.ndarray | None) -> None:
+        hw, batch = self.hw, self.batch
+        if self.memo is not None and not self.by_shape and site.input_id != self.prev_input:
+            self.memo.clear()  # masked keys name one input: they cannot hit again
         # a decode step holds one token of each of the trace's B sequences (rows r*B .. r*B + B - 1)
-        steps = [(r, r + batch) for r in range(0, x.shape[0], batch)] if decode else [(0, x.shape[0])]
+        steps = [(r, r + batch) for r in range(0, x.shape[0], batch)] if self.decode else [(0, x.shape[0])]
         row = _site_row(site, len(steps), x.shape[0])
         for r0, r1 in steps:
             xs = x[r0:r1]
             ms = None if mask is None else mask[r0:r1]
             # The previous site's input is still on chip (and compressed) when it was one token tile.
-            reuse = prev_input == site.input_id
-            work = build_site_work(hw, xs, site.O, mask=ms, reuse_input=reuse)
-            if reuse and work.n_t != 1:
-                work = build_site_work(hw, xs, site.O, mask=ms, reuse_input=False)
-            timing = simulate_site(work, bpc, lat)
+            reuse = self.prev_input == site.input_id
+            work, timing = self._step(site, xs, ms, r0, reuse)
             row["cycles"] += timing.cycles
             for p, v in timing.breakdown.items():
                 row[f"{p}_cycles"] += v
@@ -114,17 +174,14 @@ def simulate(
             row["union_rows"] += work.stats["union_density"] * real
             row["real_rows"] += real
             row["T_tile"], row["K_tile"], row["O_tile"] = work.tiling.T_tile, work.tiling.K_tile, work.tiling.O_tile
-        prev_input = site.input_id
+        self.prev_input = site.input_id
         peak = hw.peak_macs_per_cycle
         row["utilization"] = row["mac_active_count"] / (row["cycles"] * peak) if row["cycles"] else 0.0
         row["dense_equivalent_utilization"] = row["dense_macs"] / (row["cycles"] * peak) if row["cycles"] else 0.0
         row["kept_density"] = row["kept_values"] / (row["tokens"] * site.K)
         row["union_density"] = row["union_rows"] / row["real_rows"] if row["real_rows"] else 0.0
         row["time_s"] = row["cycles"] / hw.clock_hz
-        rows.append(row)
-        if progress is not None:
-            progress(done, n_sites)
-    return _finish(hw, trace, rows)
+        self.rows.append(row)
 
 
 def _finish(hw: HwConfig, trace: Trace, rows: list[dict[str, Any]]) -> RunResult:

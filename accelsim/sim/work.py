@@ -45,6 +45,18 @@ def site_mask(hw: HwConfig, x: np.ndarray) -> np.ndarray | None:
     return nm_mask(np.abs(x.astype(np.float32)), sp.n, sp.m)
 
 
+def mask_key(hw: HwConfig) -> tuple:
+    """What :func:`site_mask` depends on besides ``x``: configs with equal keys get the same mask of a site."""
+    sp = hw.sparsity
+    if sp.kind == "dense":
+        return ("dense",)
+    if sp.kind == "unstructured":
+        return ("unstructured", sp.density)
+    if sp.selection == "static_first_n":
+        return ("static", sp.n, sp.m)
+    return ("nm", sp.n, sp.m)
+
+
 def _ceil_div(a, b):
     return -(-a // b)
 
