@@ -66,12 +66,42 @@ def nm_mask(scores: np.ndarray, n: int, m: int) -> np.ndarray:
         s = s.astype(np.float32)  # exact: the order of the scores is unchanged
     if s.dtype not in (np.float32, np.float64):
         keep = _nm_mask_sort(s, n, m)
-    elif m > _RANK_MAX_M and k <= m:
-        keep = _top_n_rows(s, n)
     else:
-        keep = np.empty((t, k), dtype=bool)
-        _nm_keep(np.ascontiguousarray(s), n, m, keep)
+        keep = _keep(np.ascontiguousarray(s), n, m, s.dtype.type(-np.inf))
     return keep[0] if squeeze else keep
+
+
+def abs_f16_keys(x: np.ndarray) -> np.ndarray:
+    """Sort keys of ``|x|`` for float16 ``x``: the bit patterns with the sign cleared, as ``uint16``.
+
+    For finite values (and inf) the order of these integers is the order of ``|x|``, equal values included
+    (``-0.0`` and ``0.0`` both give 0), so the N:M rule on the keys keeps exactly what it keeps on ``|x|``."""
+    keys = np.ascontiguousarray(x, dtype=np.float16).view(np.uint16) & np.uint16(0x7FFF)
+    if (keys > 0x7C00).any():
+        raise ValueError("scores contain NaN: the N:M rule is undefined for NaN")
+    return keys
+
+
+def nm_mask_keys(keys: np.ndarray, n: int, m: int) -> np.ndarray:
+    """:func:`nm_mask` on ``[T, K]`` unsigned integer sort keys (e.g. :func:`abs_f16_keys`); same rule."""
+    _check_nm(n, m)
+    t, k = keys.shape
+    if n == m:
+        return np.ones((t, k), dtype=bool)
+    return _keep(np.ascontiguousarray(keys), n, m, keys.dtype.type(0))
+
+
+def _keep(s: np.ndarray, n: int, m: int, lowest) -> np.ndarray:
+    """The rule on a contiguous ``[T, K]`` array whose dtype numba compiles; ``lowest``: a value no entry is below."""
+    t, k = s.shape
+    if m > _RANK_MAX_M and k <= m:
+        return _top_n_rows(s, n)
+    keep = np.empty((t, k), dtype=bool)
+    if m <= _RANK_MAX_M:
+        _keep_small_groups(s, n, m, lowest, keep)
+    else:
+        _keep_large_groups(s, n, m, keep)
+    return keep
 
 
 #: Groups up to this size are ranked by pairwise comparison; larger ones by the n-th largest value.
@@ -98,6 +128,70 @@ def _top_n_rows(s: np.ndarray, n: int) -> np.ndarray:
     return keep
 
 
+@njit(cache=True, nogil=True)
+def _keep_small_groups(s, n, m, lowest, keep):  # pragma: no cover - compiled
+    """Groups of at most 64: entry ``c`` is kept when fewer than ``n`` entries of its group beat it (an earlier
+    entry beats it when at least as large, a later one when larger): the stable-sort rule.
+
+    Row by row, the row is laid out as ``[m, groups]`` (a short last group padded with ``lowest``, which never
+    beats a real entry, and is dropped), so every comparison runs over all groups of the row at once."""
+    t, k = s.shape
+    groups = (k + m - 1) // m
+    buf = np.empty((m, groups), s.dtype)
+    beaten = np.empty(groups, np.uint8)
+    for r in range(t):
+        for g in range(groups):
+            for c in range(m):
+                col = g * m + c
+                buf[c, g] = s[r, col] if col < k else lowest
+        for c in range(m):
+            beaten[:] = 0
+            vc = buf[c]
+            for d in range(c):
+                vd = buf[d]
+                for g in range(groups):
+                    beaten[g] += vd[g] >= vc[g]
+            for d in range(c + 1, m):
+                vd = buf[d]
+                for g in range(groups):
+                    beaten[g] += vd[g] > vc[g]
+            for g in range(groups):
+                col = g * m + c
+                if col < k:
+                    keep[r, col] = beaten[g] < n
+
+
+@njit(cache=True, nogil=True)
+def _keep_large_groups(s, n, m, keep):  # pragma: no cover - compiled
+    """Groups above 64 entries, several per row: per group the n-th largest value ``v``; every entry above ``v``
+    is kept and the first ``n - #above`` entries equal to ``v`` (a short last group keeps ``min(n, entries)``)."""
+    t, k = s.shape
+    for r in range(t):
+        for g0 in range(0, k, m):
+            g1 = min(g0 + m, k)
+            size = g1 - g0
+            if size <= n:
+                for c in range(g0, g1):
+                    keep[r, c] = True
+                continue
+            vals = np.sort(s[r, g0:g1])
+            kth = vals[size - n]  # the n-th largest
+            above = 0
+            for c in range(g0, g1):
+                if s[r, c] > kth:
+                    above += 1
+            ties = n - above
+            for c in range(g0, g1):
+                v = s[r, c]
+                if v > kth:
+                    keep[r, c] = True
+                elif v == kth and ties > 0:
+                    keep[r, c] = True
+                    ties -= 1
+                else:
+                    keep[r, c] = False
+
+
 def _nm_mask_sort(s: np.ndarray, n: int, m: int) -> np.ndarray:
     """The rule by a stable sort of the negated scores in float64 (the original implementation; any float dtype).
 
@@ -113,50 +207,6 @@ def _nm_mask_sort(s: np.ndarray, n: int, m: int) -> np.ndarray:
     np.put_along_axis(keep, order, True, axis=2)
     # A padded last group with fewer than n real entries keeps all of them: pads are never kept.
     return keep.reshape(t, groups * m)[:, :k]
-
-
-@njit(cache=True, nogil=True)
-def _nm_keep(s, n, m, keep):  # pragma: no cover - compiled
-    """``keep[r, c]``: entry ``c`` of row ``r`` is among the ``n`` largest of its group, ties to the lower index.
-
-    Small groups: an entry's rank is the number of group entries that beat it (larger, or equal and earlier).
-    Large groups (unstructured top-k): the n-th largest value ``v`` of the group; every entry above ``v`` is kept
-    and the first ``n - #above`` entries equal to ``v``. Both are exactly the stable-sort rule of
-    :func:`_nm_mask_sort` (a short last group keeps ``min(n, entries)``)."""
-    t, k = s.shape
-    for r in range(t):
-        for g0 in range(0, k, m):
-            g1 = min(g0 + m, k)
-            size = g1 - g0
-            if size <= n:
-                for c in range(g0, g1):
-                    keep[r, c] = True
-            elif m <= 64:
-                for c in range(g0, g1):
-                    v = s[r, c]
-                    beaten = 0
-                    for d in range(g0, g1):
-                        w = s[r, d]
-                        if w > v or (w == v and d < c):
-                            beaten += 1
-                    keep[r, c] = beaten < n
-            else:
-                vals = np.sort(s[r, g0:g1])
-                kth = vals[size - n]  # the n-th largest
-                above = 0
-                for c in range(g0, g1):
-                    if s[r, c] > kth:
-                        above += 1
-                ties = n - above
-                for c in range(g0, g1):
-                    v = s[r, c]
-                    if v > kth:
-                        keep[r, c] = True
-                    elif v == kth and ties > 0:
-                        keep[r, c] = True
-                        ties -= 1
-                    else:
-                        keep[r, c] = False
 
 
 def topk_mask(scores: np.ndarray, density: float) -> np.ndarray:

@@ -218,3 +218,35 @@ def test_fast_masks_equal_the_stable_sort_rule_on_random_ties(t, k, m, data):
     s = np.array(vals, dtype=dtype).reshape(t, k)
     assert np.array_equal(nm_mask(s, n, m), _nm_mask_sort(s, n, m))
     assert np.array_equal(nm_mask(s, n, max(k, m)), _nm_mask_sort(s, n, max(k, m)))
+
+
+def _old_site_mask(hw, x):
+    """``work.site_mask`` as it was: float32 ``|x|`` and the stable sort."""
+    sp = hw.sparsity
+    if sp.kind == "dense":
+        return None
+    a = np.abs(np.asarray(x).astype(np.float32))
+    k = a.shape[1]
+    if sp.kind == "unstructured":
+        return _nm_mask_sort(a, min(k, max(1, int(round(sp.density * k)))), k)
+    if sp.selection == "static_first_n":
+        return (np.arange(k) % sp.m < sp.n)[None, :].repeat(a.shape[0], axis=0)
+    return _nm_mask_sort(a, sp.n, sp.m)
+
+
+@pytest.mark.parametrize("trace", baseline.TRACES)
+def test_site_mask_of_every_shipped_config_equals_the_old_rule(trace):
+    from accelsim.sim.work import site_mask
+
+    hws = [load_hw(c) for c in CONFIGS]
+    with Trace(ROOT / trace) as tr:
+        for s, x in tr.iter_sites():
+            if s.layer not in (0, 15, 29):
+                continue
+            assert x.dtype == np.float16
+            for hw in hws:
+                got, want = site_mask(hw, x), _old_site_mask(hw, x)
+                assert (got is None) == (want is None)
+                if got is not None:
+                    assert np.array_equal(got, want), (s.name, hw.name)
+                    assert np.array_equal(site_mask(hw, x.astype(np.float32)), want), (s.name, hw.name)

@@ -25,6 +25,7 @@ __all__ = [
     "nm_instruction_rows",
     "candidate_rows",
     "unstructured_instruction_rows",
+    "distinct_per_bin",
 ]
 
 
@@ -88,6 +89,15 @@ def unstructured_instruction_rows(mask: np.ndarray, tokens: int, k: int) -> tupl
     slot = np.arange(len(tok)) - np.concatenate(([0], np.cumsum(counts)))[tok]
     instr = offs[tok // tokens] + slot // k
     kept = np.bincount(instr, minlength=total)
-    uniq = np.unique(instr.astype(np.int64) * kt + ch)
-    rows = np.bincount(uniq // kt, minlength=total)
+    rows = distinct_per_bin(instr, ch, total, kt)
     return rows.astype(np.int64), kept.astype(np.int64)
+
+
+def distinct_per_bin(bins: np.ndarray, values: np.ndarray, n_bins: int, n_values: int) -> np.ndarray:
+    """Per bin, the number of distinct ``values`` (each in ``[0, n_values)``) among its entries, ``[n_bins]``."""
+    flat = bins.astype(np.int64) * n_values + values
+    if n_bins * n_values <= 1 << 26:  # a presence table: no sort
+        seen = np.zeros(n_bins * n_values, dtype=bool)
+        seen[flat] = True
+        return seen.reshape(n_bins, n_values).sum(axis=1)
+    return np.bincount(np.unique(flat) // n_values, minlength=n_bins)

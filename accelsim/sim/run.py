@@ -6,7 +6,8 @@ give identical results. It imports neither pandas nor torch; ``accelsim.report``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,19 +97,38 @@ def simulate_many(
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     runs = [_ConfigRun(hw, trace, ENGINES[engine], memo) for hw in hws]
     n_sites = len(trace.sites)
-    masks: dict[tuple, np.ndarray | None] = {}
-    masks_of: str | None = None
-    for done, (site, x) in enumerate(trace.iter_sites(), start=1):
-        if masks_of != site.input_id:
-            masks, masks_of = {}, site.input_id
+    by_key = {mask_key(r.hw): r.hw for r in runs}
+    for done, (site, x, masks) in enumerate(_sites_with_masks(trace, by_key), start=1):
         for r in runs:
-            key = mask_key(r.hw)
-            if key not in masks:
-                masks[key] = site_mask(r.hw, x)
-            r.site(site, x, masks[key])
+            r.site(site, x, masks[mask_key(r.hw)])
         if progress is not None:
             progress(done, n_sites)
     return [_finish(r.hw, trace, r.rows) for r in runs]
+
+
+def _sites_with_masks(trace: Trace, by_key: dict[tuple, HwConfig]) -> Iterator[tuple[Any, np.ndarray, dict]]:
+    """``(site, x, {mask key: mask})`` in trace order. Sites that read one input in a row share it and its masks;
+    a worker thread reads the next input and computes its masks while this one is simulated (the inflate, the
+    finiteness check and the mask kernels release the GIL). At most two inputs are held at a time."""
+    runs: list[list] = []
+    for s in trace.sites:
+        if runs and runs[-1][0].input_id == s.input_id:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+
+    def load(site) -> tuple[np.ndarray, dict]:
+        x = trace.site_input(site)
+        return x, {key: site_mask(hw, x) for key, hw in by_key.items()}
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="accelsim-prefetch") as pool:
+        nxt = pool.submit(load, runs[0][0]) if runs else None
+        for i, group in enumerate(runs):
+            assert nxt is not None
+            x, masks = nxt.result()
+            nxt = pool.submit(load, runs[i + 1][0]) if i + 1 < len(runs) else None
+            for s in group:
+                yield s, x, masks
 
 
 class _ConfigRun:

@@ -14,9 +14,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from accelsim.config.hw import HwConfig
-from accelsim.nm import compressed_length, index_bits, metadata_bits_per_group, nm_mask, static_first_n_mask, topk_mask
+from accelsim.nm import (
+    abs_f16_keys,
+    compressed_length,
+    index_bits,
+    metadata_bits_per_group,
+    nm_mask,
+    nm_mask_keys,
+    static_first_n_mask,
+    topk_mask,
+)
 from accelsim.sim.actions import Action
-from accelsim.sim.operands import nm_instruction_rows, unstructured_instruction_rows
+from accelsim.sim.operands import distinct_per_bin, nm_instruction_rows, unstructured_instruction_rows
 from accelsim.sim.tiling import Tiling, choose_tiling
 
 #: Compute-tile breakdown columns (cycles); their sum is the tile's cycles.
@@ -32,17 +41,26 @@ TILE_PARTS = (
 
 
 def site_mask(hw: HwConfig, x: np.ndarray) -> np.ndarray | None:
-    """Keep-mask ``[T, K]`` of the configured pattern for activations ``x`` (``None`` for dense)."""
+    """Keep-mask ``[T, K]`` of the configured pattern for activations ``x`` (``None`` for dense).
+
+    The scores are ``|x|``; for float16 ``x`` (every trace) the rule runs on the sign-cleared bit patterns,
+    whose order is that of ``|x|`` (``nm.abs_f16_keys``), so no float copy of the input is made."""
     sp = hw.sparsity
     if sp.kind == "dense":
         return None
+    if sp.kind == "nm" and sp.selection == "static_first_n":
+        assert sp.n is not None and sp.m is not None
+        return static_first_n_mask(x.shape, sp.n, sp.m)
     if sp.kind == "unstructured":
         assert sp.density is not None
-        return topk_mask(np.abs(x.astype(np.float32)), sp.density)
+        if x.dtype != np.float16:
+            return topk_mask(np.abs(x.astype(np.float32)), sp.density)
+        k = x.shape[-1]
+        return nm_mask_keys(abs_f16_keys(x), min(k, max(1, int(round(sp.density * k)))), k)
     assert sp.n is not None and sp.m is not None
-    if sp.selection == "static_first_n":
-        return static_first_n_mask(x.shape, sp.n, sp.m)
-    return nm_mask(np.abs(x.astype(np.float32)), sp.n, sp.m)
+    if x.dtype != np.float16:
+        return nm_mask(np.abs(x.astype(np.float32)), sp.n, sp.m)
+    return nm_mask_keys(abs_f16_keys(x), sp.n, sp.m)
 
 
 def mask_key(hw: HwConfig) -> tuple:
@@ -90,6 +108,14 @@ class SiteWork:
         return (i * self.n_o + o) * self.n_k + k
 
 
+def _tile_any(mask: np.ndarray, t_starts: np.ndarray, t_tile: int) -> np.ndarray:
+    """``[n_t, K]``: which channels some token of each token tile keeps (a reshape when all tiles are full)."""
+    T, K = mask.shape  # noqa: N806
+    if T % t_tile == 0 and len(t_starts) == T // t_tile:
+        return mask.reshape(T // t_tile, t_tile, K).any(axis=1)
+    return np.logical_or.reduceat(mask, t_starts, axis=0)
+
+
 def _row_bytes(o_size: np.ndarray, w_bytes: float, burst: int) -> np.ndarray:
     """Bytes of one weight row segment of ``o_size`` elements, rounded up to whole bursts."""
     raw = np.ceil(o_size * w_bytes).astype(np.int64)
@@ -131,7 +157,7 @@ def build_site_work(
     counts = np.empty((n_k, T), dtype=np.int64)
     union = np.empty((n_t, n_k), dtype=np.int64)
     k_real = np.array([b - a for a, b in k_spans], dtype=np.int64)
-    union_all = None if mask is None else np.logical_or.reduceat(mask, t_starts, axis=0)
+    union_all = None if mask is None else _tile_any(mask, t_starts, tiling.T_tile)
     for kk, (c0, c1) in enumerate(k_spans):
         if mask is None:
             counts[kk] = c1 - c0
@@ -160,6 +186,7 @@ def build_site_work(
     dec_lat = sp.decoder.latency_cycles if (dynamic and sp.decoder is not None) else 0
     widen = (sp.m / sp.n) if (dynamic and sp.kind == "nm") else (1.0 / sp.density if dynamic and sp.density else 1.0)
     bits_per_value = _bits_per_kept_value(hw, k_spans)
+    mma_memo: dict = {}  # (t, k)-tiles of one site with the same instruction sequence (see _mma_tile)
     for i, (r0, r1) in enumerate(t_spans):
         for kk in range(n_k):
             cnt = counts[kk, r0:r1]
@@ -169,7 +196,7 @@ def build_site_work(
                 assert arr.mma is not None
                 mk = None if mask is None else mask[r0:r1, k_spans[kk][0] : k_spans[kk][1]]
                 u_rows = None if union_masks is None else union_masks[i][k_spans[kk][0] : k_spans[kk][1]]
-                mi = _mma_tile(hw, cnt, mk, u_rows, k_tile, bits_per_value[kk], dynamic, o_sizes)
+                mi = _mma_tile(hw, cnt, mk, u_rows, k_tile, bits_per_value[kk], dynamic, o_sizes, mma_memo)
                 parts["compute"][i, :, kk] = mi["compute"]
                 parts["rounding"][i, :, kk] = mi["rounding"]
                 parts["operand_stall"][i, :, kk] = mi["operand_stall"]
@@ -434,29 +461,67 @@ def _mma_sequence(hw: HwConfig, cnt, mk, u_rows, k_tile: int, bits: float, dynam
     return rows, np.zeros(len(rows)), n_b if s_count else 0
 
 
-def _mma_tile(hw: HwConfig, cnt, mk, u_rows, k_tile: int, bits: float, dynamic: bool, o_sizes: np.ndarray):
-    """Cycles by part (per o-tile) and action counts of one ``(t-tile, k-tile)`` on the ``mma`` array."""
-    sp, pr, mm = hw.sparsity, hw.precision, hw.array.mma
+def _mma_key(hw: HwConfig, cnt, mk, u_rows, k_tile: int, bits: float, dynamic: bool) -> tuple:
+    """Everything :func:`_mma_sequence` reads: equal keys give the same instruction sequence."""
+    engine = hw.sparsity.decoder_kind if dynamic else "dense"
+    key: tuple = (engine, len(cnt), k_tile, bits, dynamic)
+    if engine == "crossbar":
+        return (*key, mk.shape, np.packbits(mk).tobytes())
+    if engine == "mux" and u_rows is not None:  # the sequence reads the kept rows per group only
+        m = hw.sparsity.m
+        return (*key, np.add.reduceat(u_rows, np.arange(0, k_tile, m)).astype(np.int64).tobytes())
+    if engine == "none" and u_rows is not None:
+        return (*key, int(u_rows.sum()))
+    return key
+
+
+def _mma_tile(hw: HwConfig, cnt, mk, u_rows, k_tile: int, bits: float, dynamic: bool, o_sizes: np.ndarray,
+              memo: dict | None = None):
+    """Cycles by part (per o-tile) and action counts of one ``(t-tile, k-tile)`` on the ``mma`` array.
+
+    Only the compute cycles depend on the kept count itself; the rest is a function of the instruction sequence,
+    so ``memo`` (one per site: ``o_sizes`` fixed) keeps it per :func:`_mma_key`."""
+    sp, mm = hw.sparsity, hw.array.mma
     t, o, k, units, iv = mm.tokens, mm.outputs, mm.reduction, mm.units, mm.issue_interval_cycles
     if dynamic and sp.decoder_kind == "benes":
         return _benes_tile(hw, mk, bits, o_sizes)
+    key = _mma_key(hw, cnt, mk, u_rows, k_tile, bits, dynamic) if memo is not None else None
+    seq = memo.get(key) if memo is not None else None
+    if seq is None:
+        seq = _mma_sequence_cost(hw, cnt, mk, u_rows, k_tile, bits, dynamic, o_sizes)
+        if memo is not None:
+            memo[key] = seq
+    r, rest = seq
+    tok = t * o * k
+    compute = -(-(int(cnt.sum()) * o_sizes * iv) // (units * tok))
+    return {"compute": compute, "rounding": r * iv - compute, **rest}
+
+
+def _mma_sequence_cost(hw: HwConfig, cnt, mk, u_rows, k_tile: int, bits: float, dynamic: bool, o_sizes: np.ndarray):
+    """``(rounds per o-tile, the other parts and counts)`` of a ``(t, k)``-tile's instruction sequence."""
+    sp, pr, mm = hw.sparsity, hw.precision, hw.array.mma
+    t, o, k, units, iv = mm.tokens, mm.outputs, mm.reduction, mm.units, mm.issue_interval_cycles
     rows, meta_bits, chains = _mma_sequence(hw, cnt, mk, u_rows, k_tile, bits, dynamic)
     op = t * k * pr.activation_bytes + o * rows * pr.weight_bytes
     meta = meta_bits / 8
     bw_meta = sp.metadata_buffer.read_bytes_per_cycle if (dynamic and sp.metadata_buffer is not None) else math.inf
     tok = t * o * k
     n_ob = -(-o_sizes // o)
-    by_nob = {int(v): _mma_rounds(np.tile(op, int(v)), np.tile(meta, int(v)), units, iv,
-                                  mm.operand_buffer_read_bytes_per_cycle, bw_meta) for v in np.unique(n_ob)}
-    r, op_st, meta_st = (np.array([by_nob[int(v)][j] for v in n_ob], dtype=np.int64) for j in range(3))
-    compute = -(-(int(cnt.sum()) * o_sizes * iv) // (units * tok))
+    uniq, inv = np.unique(n_ob, return_inverse=True)
+    table = np.array(
+        [
+            _mma_rounds(np.tile(op, int(v)), np.tile(meta, int(v)), units, iv, mm.operand_buffer_read_bytes_per_cycle,
+                        bw_meta)
+            for v in uniq
+        ],
+        dtype=np.int64,
+    ).reshape(len(uniq), 3)
+    r, op_st, meta_st = table[inv, 0], table[inv, 1], table[inv, 2]
     n_instr = int(n_ob.sum()) * len(rows)
     acc_bytes = n_instr * t * o * pr.accumulator_bytes
     chain_bytes = int(n_ob.sum()) * chains * t * o * pr.accumulator_bytes
     regs = mm.accumulator_registers
-    return {
-        "compute": compute,
-        "rounding": r * iv - compute,
+    return r, {
         "operand_stall": op_st,
         "metadata_stall": meta_st,
         "issued_slots": n_instr * tok,
@@ -483,8 +548,8 @@ def _benes_tile(hw: HwConfig, mk, bits: float, o_sizes: np.ndarray):
     passes = -(-kept // P)
     if passes:
         p_id = np.arange(kept) // P
-        rows_p = np.bincount(np.unique(p_id * mk.shape[1] + ch) // mk.shape[1], minlength=passes)
-        toks_p = np.bincount(np.unique(p_id * mk.shape[0] + tok) // mk.shape[0], minlength=passes)
+        rows_p = distinct_per_bin(p_id, ch, passes, mk.shape[1])
+        toks_p = distinct_per_bin(p_id, tok, passes, mk.shape[0])
         vals_p = np.bincount(p_id, minlength=passes)
     else:
         rows_p = toks_p = vals_p = np.zeros(0, dtype=np.int64)
