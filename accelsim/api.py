@@ -13,7 +13,7 @@ from typing import Any
 
 from accelsim.config.hw import HwConfig, load_hw
 from accelsim.sim.actions import ACTIONS
-from accelsim.sim.run import RunResult, simulate
+from accelsim.sim.run import RunResult, simulate_many
 from accelsim.trace.format import Trace, file_sha256
 
 
@@ -74,36 +74,67 @@ def evaluate(
     With ``keep_result`` the full :class:`RunResult` is under ``"_result"`` (for per-site tables).
     ``progress(done, total)`` is called after each site of each simulation.
     """
+    return evaluate_many([hw], trace, baseline=baseline, keep_result=keep_result, progress=progress)[0]
+
+
+def evaluate_many(
+    hws: Iterable[HwConfig | str | Path],
+    trace: str | Path,
+    *,
+    baseline: HwConfig | str | Path | Iterable[HwConfig | str | Path | None] | None = None,
+    keep_result: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`evaluate` of several configs on one trace, in one pass over it (``simulate_many``): each input is
+    read once, each distinct mask computed once, and equal configs (a shared dense baseline) simulated once.
+
+    ``baseline``: one dense config for all, or one per config (``None`` entries for none)."""
     from accelsim.report.tables import run_record, summary
 
-    cfg, cfg_path = _as_config(hw)
+    loaded = [_as_config(h) for h in hws]
+    bases = list(baseline) if isinstance(baseline, (list, tuple)) else [baseline] * len(loaded)
+    if len(bases) != len(loaded):
+        raise ValueError(f"baseline: {len(bases)} entries for {len(loaded)} configs")
+    dense: list[HwConfig | None] = []
+    for b in bases:
+        if b is None:
+            dense.append(None)
+            continue
+        d, _ = _as_config(b)
+        if d.sparsity.kind != "dense":
+            raise ValueError(f"{b}: sparsity.kind is '{d.sparsity.kind}'; a baseline must be 'dense'")
+        dense.append(d)
+    unique: list[HwConfig] = []
+    for c in [c for c, _ in loaded] + [d for d in dense if d is not None]:
+        if c not in unique:
+            unique.append(c)
     with Trace(trace) as tr:
-        res = simulate(cfg, tr, progress=progress)
+        results = simulate_many(unique, tr, progress=progress)
         meta = dict(tr.meta)
-    base_res: RunResult | None = None
-    dense_cfg: HwConfig | None = None
-    if baseline is not None:
-        dense_cfg, _ = _as_config(baseline)
-        if dense_cfg.sparsity.kind != "dense":
-            raise ValueError(f"{baseline}: sparsity.kind is '{dense_cfg.sparsity.kind}'; a baseline must be 'dense'")
-        if dense_cfg == cfg:
-            base_res = res
-        else:
-            with Trace(trace) as tr:
-                base_res = simulate(dense_cfg, tr, progress=progress)
-    energy, area, overhead = cost_of(cfg, res.totals, dense_cfg)
-    rec = summary(res, baseline=base_res, energy_pj=energy, area_um2=area, area_overhead_fraction=overhead)
-    rec = run_record(
-        rec,
-        hw_path=cfg_path or f"<{cfg.name}>",
-        hw_sha256=file_sha256(cfg_path) if cfg_path else cfg.digest(),
-        trace_path=str(trace),
-        trace_sha256=file_sha256(trace),
-        trace_meta=meta,
-    )
-    if keep_result:
-        rec["_result"] = res
-    return rec
+    by_cfg = list(zip(unique, results, strict=True))
+
+    def result_of(c: HwConfig) -> RunResult:
+        return next(r for u, r in by_cfg if u == c)
+
+    records = []
+    trace_sha = file_sha256(trace)
+    for (cfg, cfg_path), dense_cfg in zip(loaded, dense, strict=True):
+        res = result_of(cfg)
+        base_res = None if dense_cfg is None else result_of(dense_cfg)
+        energy, area, overhead = cost_of(cfg, res.totals, dense_cfg)
+        rec = summary(res, baseline=base_res, energy_pj=energy, area_um2=area, area_overhead_fraction=overhead)
+        rec = run_record(
+            rec,
+            hw_path=cfg_path or f"<{cfg.name}>",
+            hw_sha256=file_sha256(cfg_path) if cfg_path else cfg.digest(),
+            trace_path=str(trace),
+            trace_sha256=trace_sha,
+            trace_meta=meta,
+        )
+        if keep_result:
+            rec["_result"] = res
+        records.append(rec)
+    return records
 
 
 def sweep(

@@ -213,6 +213,32 @@ def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> tuple[HwConfig
         progress.close()
 
 
+def run_many(hw_paths: list[Path], trace: Path) -> tuple[list[HwConfig], list[dict[str, Any]]]:
+    """:func:`run_one` of every config in one pass over the trace (``accelsim.api.evaluate_many``: inputs read
+    once, masks shared by configs that select alike, the dense baseline simulated once)."""
+    from accelsim.api import evaluate_many
+
+    cfgs, bases = [], []
+    for p in hw_paths:
+        cfg = _load_hw(p)
+        base = _baseline_path(p, None)
+        if base is not None:
+            _load_hw(base)
+        check_run_fits(cfg, trace, p)
+        cfgs.append(cfg)
+        bases.append(base)
+    progress = ProgressBar(f"simulating {len(hw_paths)} configs", delay_s=1.0)
+    try:
+        recs = evaluate_many(hw_paths, trace, baseline=bases, progress=progress)
+    except TraceError as exc:
+        raise fail(str(exc)) from None
+    except (ConfigError, TilingError, ValueError, KeyError) as exc:
+        raise fail(f"{trace}: {exc}") from None
+    finally:
+        progress.close()
+    return cfgs, recs
+
+
 def check_run_fits(cfg: HwConfig, trace: Path, hw_path: Path) -> None:
     """Estimate the run's peak memory and time from the trace headers before simulating; refuse (one line with
     the estimate) what cannot fit in the memory available or would take longer than a week."""
@@ -322,12 +348,7 @@ def compare(
         raise fail(f"{hw_dir}: no *.yaml hardware configs found")
     for p in paths:
         _load_hw(p)  # every config's error before the first simulation
-    cfgs, recs = [], []
-    for p in paths:
-        cfg, rec = run_one(p, trace, None)
-        rec.pop("_result")
-        cfgs.append(cfg)
-        recs.append(rec)
+    cfgs, recs = run_many(paths, trace)
     if accuracy is not None:
         _join_accuracy(recs, cfgs, accuracy, acc, criterion)
     recs.sort(key=lambda r: -r["cycles"])

@@ -62,18 +62,32 @@ def run_key(hw: HwConfig, trace_sha256: str) -> str:
 
 def run_task(hw: dict[str, Any], trace_path: str, trace_sha256: str) -> dict[str, Any]:
     """Simulate one config on one trace and price it; runs in a worker. Returns the run's scalars."""
-    from accelsim.cost import area_breakdown, energy_breakdown
-    from accelsim.sim.actions import ACTIONS
-    from accelsim.sim.engine import BREAKDOWN
-    from accelsim.sim.run import DRAM_KINDS, simulate
+    return run_tasks([("", hw)], trace_path, trace_sha256)[0][1]
+
+
+def run_tasks(
+    runs: Sequence[tuple[str, dict[str, Any]]], trace_path: str, trace_sha256: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """:func:`run_task` of several ``(key, config)`` on one trace in one pass over it (``simulate_many``: each
+    input read once, masks shared by configs that select alike). Returns ``(key, scalars)`` in order."""
+    from accelsim.sim.run import simulate_many
     from accelsim.trace.format import Trace, file_sha256
 
     got = file_sha256(trace_path)
     if got != trace_sha256:
         raise SweepError(f"{trace_path}: sha256 {got[:12]} on this worker, expected {trace_sha256[:12]}")
-    cfg = HwConfig.model_validate(hw)
+    cfgs = [HwConfig.model_validate(hw) for _, hw in runs]
     with Trace(trace_path) as tr:
-        res = simulate(cfg, tr)
+        results = simulate_many(cfgs, tr)
+    return [(key, _scalars(cfg, res)) for (key, _), cfg, res in zip(runs, cfgs, results, strict=True)]
+
+
+def _scalars(cfg: HwConfig, res) -> dict[str, Any]:
+    from accelsim.cost import area_breakdown, energy_breakdown
+    from accelsim.sim.actions import ACTIONS
+    from accelsim.sim.engine import BREAKDOWN
+    from accelsim.sim.run import DRAM_KINDS
+
     t = res.totals
     out: dict[str, Any] = {"cycles": int(t["cycles"]), "time_us": t["cycles"] / res.clock_hz * 1e6}
     out.update({f"{p}_cycles": int(t[f"{p}_cycles"]) for p in BREAKDOWN})
@@ -127,6 +141,25 @@ def plan(points: Sequence[Point], traces: Sequence[TraceRef]) -> dict[str, tuple
     return runs
 
 
+MAX_CHUNK = 32
+
+
+def chunk_tasks(tasks: Sequence[tuple[str, dict, str, str]], workers: int) -> list[tuple[list, str, str]]:
+    """Runs grouped by trace into ``(runs, path, sha)`` chunks, each simulated in one pass over its trace:
+    per trace, at most ``workers`` chunks of about equal size and of at most ``MAX_CHUNK`` runs (consecutive
+    runs, so configs that differ only in other keys than the sparsity share their masks). A sweep killed
+    mid-chunk redoes that chunk's runs on resume."""
+    by_trace: dict[tuple[str, str], list[tuple[str, dict]]] = {}
+    for key, hw, path, sha in tasks:
+        by_trace.setdefault((path, sha), []).append((key, hw))
+    chunks = []
+    for (path, sha), runs in by_trace.items():
+        n = max(1, min(workers, len(runs)), -(-len(runs) // MAX_CHUNK))
+        size = -(-len(runs) // n)
+        chunks += [(runs[i : i + size], path, sha) for i in range(0, len(runs), size)]
+    return chunks
+
+
 class Scheduler:
     """Where runs execute: ``processes`` (a local process pool), ``local`` (a Dask LocalCluster started
     here) or ``tcp://HOST:PORT`` (an existing Dask scheduler). Connects on construction, so a scheduler that
@@ -168,28 +201,29 @@ class Scheduler:
         """Yield ``(key, result)`` as runs finish, in completion order."""
         if not tasks:
             return
+        chunks = chunk_tasks(tasks, self.workers)
         if self.client is not None:
             import distributed
 
-            futures = {
-                self.client.submit(run_task, hw, path, sha, key=f"accelsim-run-{key}", pure=False): key
-                for key, hw, path, sha in tasks
-            }
+            futures = [
+                self.client.submit(run_tasks, runs, path, sha, key=f"accelsim-runs-{runs[0][0]}", pure=False)
+                for runs, path, sha in chunks
+            ]
             for fut in distributed.as_completed(futures):
-                yield futures[fut], fut.result()
+                yield from fut.result()
             return
         if self.workers == 1:
-            for key, hw, path, sha in tasks:
-                yield key, run_task(hw, path, sha)
+            for runs, path, sha in chunks:
+                yield from run_tasks(runs, path, sha)
             return
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         ctx = multiprocessing.get_context("spawn")  # no fork of a parent that holds threads (progress bar)
-        self.pool = ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=ctx)
-        futs = {self.pool.submit(run_task, hw, path, sha): key for key, hw, path, sha in tasks}
+        self.pool = ProcessPoolExecutor(max_workers=min(self.workers, len(chunks)), mp_context=ctx)
+        futs = [self.pool.submit(run_tasks, runs, path, sha) for runs, path, sha in chunks]
         for fut in as_completed(futs):
-            yield futs[fut], fut.result()
+            yield from fut.result()
 
     def close(self) -> None:
         if self.pool is not None:
