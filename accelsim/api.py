@@ -66,15 +66,17 @@ def evaluate(
     baseline: HwConfig | str | Path | None = None,
     keep_result: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    engine: str = "fast",
 ) -> dict[str, Any]:
     """Simulate ``trace`` on ``hw`` (and on the dense ``baseline``) and return the summary record.
 
     The record holds totals with units in every key, the speedup against the baseline, energy and area when
     the cost model is available, and provenance (accelsim version, hashes of the config and the trace).
     With ``keep_result`` the full :class:`RunResult` is under ``"_result"`` (for per-site tables).
-    ``progress(done, total)`` is called after each site of each simulation.
+    ``progress(done, total)`` is called after each site of each simulation. ``engine``: ``"fast"`` (compiled
+    site kernel) or ``"simpy"`` (the reference event model); the numbers are identical.
     """
-    return evaluate_many([hw], trace, baseline=baseline, keep_result=keep_result, progress=progress)[0]
+    return evaluate_many([hw], trace, baseline=baseline, keep_result=keep_result, progress=progress, engine=engine)[0]
 
 
 def evaluate_many(
@@ -84,6 +86,7 @@ def evaluate_many(
     baseline: HwConfig | str | Path | Iterable[HwConfig | str | Path | None] | None = None,
     keep_result: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    engine: str = "fast",
 ) -> list[dict[str, Any]]:
     """:func:`evaluate` of several configs on one trace, in one pass over it (``simulate_many``): each input is
     read once, each distinct mask computed once, and equal configs (a shared dense baseline) simulated once.
@@ -109,7 +112,7 @@ def evaluate_many(
         if c not in unique:
             unique.append(c)
     with Trace(trace) as tr:
-        results = simulate_many(unique, tr, progress=progress)
+        results = simulate_many(unique, tr, progress=progress, engine=engine)
         meta = dict(tr.meta)
     by_cfg = list(zip(unique, results, strict=True))
 
@@ -152,9 +155,10 @@ def sweep(
     """
     import pandas as pd
 
+    configs, traces = list(configs), list(traces)
     points = [(c, t) for t in traces for c in configs]
-    if executor is None:
-        records = [evaluate(c, t, baseline=baseline) for c, t in points]
+    if executor is None:  # one pass per trace: inputs read once, masks shared (evaluate_many)
+        records = [rec for t in traces for rec in evaluate_many(configs, t, baseline=baseline)]
     else:
         futures = [executor.submit(evaluate, c, t, baseline=baseline) for c, t in points]
         records = [f.result() for f in futures]

@@ -3,7 +3,8 @@
 Each GEMM ``[M x K] . [K x N]`` (SCALE-Sim's names: M tokens, N outputs, K reduction) runs on both tools for
 every array size and dataflow; the cycle counts must be identical (and equal SCALE-Sim's closed form,
 ``shared/reference/scalesim-cycle-model.md`` section 4.2). Wall times: accelsim = ``build_site_work`` +
-``simulate_site`` of the one site (median of many repeats, in ms); SCALE-Sim = its ``run_scale`` in a
+``simulate_site_fast`` (the default engine; cycles checked equal to the simpy engine's ``simulate_site``) of the
+one site (median of many repeats, in ms); SCALE-Sim = its ``run_scale`` in a
 subprocess of its own virtual environment (CALC mode, traces off), with a time limit per GEMM. A GEMM that hits
 the limit is reported as ``> limit`` and still bounds the speedup from below.
 
@@ -39,6 +40,7 @@ from results_io import RESULTS, machine_info, update_results, wall_stats  # noqa
 
 from accelsim.config.hw import HwConfig  # noqa: E402
 from accelsim.sim.engine import simulate_site  # noqa: E402
+from accelsim.sim.fast_engine import simulate_site_fast  # noqa: E402
 from accelsim.sim.work import build_site_work  # noqa: E402
 
 # SCALE-Sim's own environment; ACCELSIM_SCALESIM_VENV points elsewhere (e.g. a shared cache)
@@ -98,12 +100,16 @@ def accelsim_gemm(hw: HwConfig, M: int, K: int, N: int, repeat: int) -> tuple[in
     """Cycles, wall and CPU times (s) of one site ``[M x K] . [K x N]``: tile work plus event model."""
     x = np.random.default_rng(0).normal(size=(M, K)).astype(np.float16)
     bpc, lat = hw.dram_bytes_per_cycle, hw.dram.latency_cycles
-    cycles = simulate_site(build_site_work(hw, x, N), bpc, lat).cycles  # warm-up
+    work = build_site_work(hw, x, N)
+    cycles = simulate_site_fast(work, bpc, lat).cycles  # warm-up
+    ref = simulate_site(work, bpc, lat).cycles
+    if ref != cycles:
+        raise AssertionError(f"fast engine {cycles} cycles, simpy engine {ref}")
     walls, cpus = [], []
     for _ in range(repeat):
         t0, c0 = time.perf_counter(), time.process_time()
         work = build_site_work(hw, x, N)
-        c = simulate_site(work, bpc, lat).cycles
+        c = simulate_site_fast(work, bpc, lat).cycles
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
         if c != cycles:
@@ -282,7 +288,7 @@ def _summary(smoke, env, how, limit_s, py, mismatches, cases, *, done: bool) -> 
             "speedup": "SCALE-Sim median wall time / accelsim median wall time (same GEMM, same machine)",
             "speedup_cpu_time": "the same with process CPU time (less sensitive to other load on the machine)",
             "speedup_lower_bound": "SCALE-Sim hit its time limit: time limit / accelsim median wall time",
-            "accelsim_wall_ms": "build_site_work + simulate_site of the one site, after one warm-up call",
+            "accelsim_wall_ms": "build_site_work + simulate_site_fast of the one site, after one warm-up call",
             "scalesim_wall_s": "inside run_scale (import excluded: scalesim_import_s)",
         },
         "all_cycles_equal": None if py is None and not mismatches else not mismatches,

@@ -28,6 +28,7 @@ for p in (ROOT, ROOT / "benchmarks"):
 import bench_models  # noqa: E402
 from results_io import machine_info  # noqa: E402
 
+import accelsim.sim.run as sim_run  # noqa: E402
 from accelsim.config import load_hw  # noqa: E402
 from accelsim.sim.run import simulate  # noqa: E402
 from accelsim.trace.format import Trace  # noqa: E402
@@ -35,21 +36,25 @@ from accelsim.trace.format import Trace  # noqa: E402
 OUT = ROOT / "benchmarks" / "results" / "profile.txt"
 PARTS = {
     "build_site_work (tile work, work.py)": ("work.py", "build_site_work"),
+    "simulate_site_fast (compiled kernel, fast_engine.py)": ("fast_engine.py", "simulate_site_fast"),
     "simulate_site (simpy events, engine.py)": ("engine.py", "simulate_site"),
     "site_mask (N:M mask, work.py)": ("work.py", "site_mask"),
-    "trace reading (format.py iter_sites)": ("format.py", "iter_sites"),
+    "trace reading (format.py site_input)": ("format.py", "site_input"),
 }
 
 
 def cases(prefill512: bool = False) -> list[tuple[str, Path]]:
-    """The profiled traces; ``prefill512``: only the 7B 512-token prefill instead (about 4 min, profiler included)."""
+    """The profiled traces; ``prefill512``: only the 7B 512-token prefill instead (about 20 s, profiler included)."""
     bench_models.CACHE.mkdir(parents=True, exist_ok=True)
     syn = ["--synthetic", "llama2-7b", "--stats-from", str(bench_models.STATS_FROM)]
     if prefill512:
         big = bench_models._make(
             bench_models.CACHE / "llama2-7b_prefill512.npz", [*syn, "--tokens", "512", "--phase", "prefill"], print
         )
-        return [] if big is None else [("llama2-7b prefill, 512 tokens (synthetic values)", big)]
+        if big is None:
+            return []
+        label = "llama2-7b prefill, 512 tokens (synthetic values; zip members stored, see bench_models.stored_copy)"
+        return [(label, bench_models.stored_copy(big, print))]
     dec = bench_models._make(
         bench_models.CACHE / "llama2-7b_decode1.npz", [*syn, "--tokens", "1", "--phase", "decode"], print
     )
@@ -72,20 +77,22 @@ def profile_case(label: str, hw_path: Path, trace_path: Path, top: int) -> str:
         plain_s = time.perf_counter() - t0
     steps = sum(r["steps"] for r in res.sites)
     prof = cProfile.Profile()
+    sim_run.PREFETCH = False  # cProfile sees one thread: read and mask in it, so that they are in the profile
     with Trace(trace_path) as tr:
         t0 = time.perf_counter()
         prof.enable()
         simulate(hw, tr)
         prof.disable()
         prof_s = time.perf_counter() - t0
+    sim_run.PREFETCH = True
     st = pstats.Stats(prof)
     total = st.total_tt
     lines = [
         f"=== {label} on {hw_path.name} ===",
         f"trace: {trace_path.relative_to(ROOT)}; sites: {len(res.sites)}; site steps: {steps}; "
         f"simulated cycles: {res.totals['cycles']:,}",
-        f"wall without profiler: {plain_s:.3f} s ({1e3 * plain_s / steps:.2f} ms per site step); "
-        f"with cProfile: {prof_s:.3f} s",
+        f"wall without profiler: {plain_s:.3f} s ({1e3 * plain_s / steps:.2f} ms per site step; engine fast, "
+        f"input prefetch on); with cProfile: {prof_s:.3f} s (prefetch off: everything in the profiled thread)",
         "",
         "share of profiled time (cumulative, includes callees):",
     ]

@@ -8,7 +8,8 @@
 3. ``sweep_throughput`` (``bench_sweep.py``): design points per minute of ``accelsim.api.sweep``, locally and
    on a Dask ``LocalCluster`` (skipped, and said so, without ``dask.distributed``).
 4. ``profile`` (``profile_sim.py``): cProfile of a 7B decode token and the SmolLM2 128-token prefill on
-   ``nm8_16.yaml``, written to ``benchmarks/results/profile.txt`` (not in ``--smoke``).
+   ``nm8_16.yaml``, written to ``benchmarks/results/profile.txt``, and of the 7B 512-token prefill, written to
+   ``benchmarks/results/profile_7b_prefill512.txt`` (not in ``--smoke``).
 
 Only the first three top-level keys of ``results.json`` are written (read-modify-write: other benchmarks' keys stay).
 
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         update_results(out, {"sweep_throughput": bench_sweep.run(smoke=args.smoke, trace=smoke_trace)})
     if "profile" in parts and not args.smoke:
         print(f"wrote {profile_sim.run()}")
+        print(f"wrote {profile_sim.run(out=profile_sim.OUT.with_name('profile_7b_prefill512.txt'), prefill512=True)}")
     print(f"wrote {', '.join(parts)} to {out}")
     return status
 

@@ -250,3 +250,30 @@ def test_site_mask_of_every_shipped_config_equals_the_old_rule(trace):
                 if got is not None:
                     assert np.array_equal(got, want), (s.name, hw.name)
                     assert np.array_equal(site_mask(hw, x.astype(np.float32)), want), (s.name, hw.name)
+
+
+# --- several configs in one pass ---------------------------------------------------------------------------
+
+
+def test_simulate_many_equals_the_baseline_of_every_config():
+    """One pass over the trace for all shipped configs (shared reads and masks) gives every stored site cycle."""
+    import json
+
+    stored = json.loads(baseline.BASELINE.read_text())["results"][baseline.TRACES[0]]
+    hws = [load_hw(c) for c in CONFIGS]
+    with Trace(ROOT / baseline.TRACES[0]) as tr:
+        results = run_mod.simulate_many(hws, tr)
+    for cfg, res in zip(CONFIGS, results, strict=True):
+        assert [r["cycles"] for r in res.sites] == stored[cfg.stem]["site_cycles"], cfg.stem
+
+
+def test_evaluate_many_records_equal_separate_evaluations():
+    from accelsim.api import evaluate, evaluate_many
+
+    paths = [ROOT / "hw_configs" / f"{n}.yaml" for n in ("nm8_16", "nm2_4", "unstructured", "dense")]
+    dense = ROOT / "hw_configs" / "dense.yaml"
+    trace = ROOT / baseline.TRACES[1]
+    many = evaluate_many(paths, trace, baseline=dense)
+    for p, rec in zip(paths, many, strict=True):
+        assert rec == evaluate(p, trace, baseline=dense), p.stem
+    assert evaluate(paths[0], trace, baseline=dense, engine="simpy") == many[0]

@@ -190,7 +190,9 @@ def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
     )
 
 
-def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> tuple[HwConfig, dict[str, Any]]:
+def run_one(
+    hw_path: Path, trace: Path, baseline: Path | None, engine: str = "fast"
+) -> tuple[HwConfig, dict[str, Any]]:
     """``accelsim.api.evaluate`` with CLI error handling (one line, exit 2) and a progress bar; returns the
     loaded config with the record."""
     from accelsim.api import evaluate
@@ -202,7 +204,7 @@ def run_one(hw_path: Path, trace: Path, baseline: Path | None) -> tuple[HwConfig
     check_run_fits(cfg, trace, hw_path)
     progress = ProgressBar(f"simulating {hw_path.name}", delay_s=1.0)
     try:
-        return cfg, evaluate(hw_path, trace, baseline=base, keep_result=True, progress=progress)
+        return cfg, evaluate(hw_path, trace, baseline=base, keep_result=True, progress=progress, engine=engine)
     except TraceError as exc:
         raise fail(str(exc)) from None
     except TilingError as exc:
@@ -301,6 +303,9 @@ def run(
     json_only: bool = typer.Option(False, "--json", help="Print the JSON summary instead of the table."),
     accuracy: Path | None = typer.Option(None, "--accuracy", help=_ACCURACY_HELP),
     criterion: str = typer.Option("magnitude", "--criterion", help="Selection criterion of the joined accuracy."),
+    engine: str = typer.Option(
+        "fast", "--engine", help="Site engine: fast (compiled kernel) or simpy (the reference); same numbers."
+    ),
 ) -> None:
     """Simulate a trace on one hardware config and print cycles, stalls, DRAM bytes, energy and area.
 
@@ -312,9 +317,11 @@ def run(
     from accelsim.report.tables import sites_frame, write_outputs
 
     hw = resolve_default(hw, DEFAULT_HW, "--hw")
+    if engine not in ("fast", "simpy"):
+        raise fail(f"--engine {engine}: allowed values are fast, simpy")
     check_out(out, ("sites.csv", "summary.json"))
     acc = load_accuracy_arg(accuracy, criterion)
-    cfg, rec = run_one(hw, trace, baseline)
+    cfg, rec = run_one(hw, trace, baseline, engine)
     res = rec.pop("_result")
     if accuracy is not None:
         _join_accuracy([rec], [cfg], accuracy, acc, criterion)

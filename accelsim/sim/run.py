@@ -106,6 +106,10 @@ def simulate_many(
     return [_finish(r.hw, trace, r.rows) for r in runs]
 
 
+#: Read the next input (and compute its masks) in a worker thread; ``False``: all in this thread (profiling).
+PREFETCH = True
+
+
 def _sites_with_masks(trace: Trace, by_key: dict[tuple, HwConfig]) -> Iterator[tuple[Any, np.ndarray, dict]]:
     """``(site, x, {mask key: mask})`` in trace order. Sites that read one input in a row share it and its masks;
     a worker thread reads the next input and computes its masks while this one is simulated (the inflate, the
@@ -121,6 +125,12 @@ def _sites_with_masks(trace: Trace, by_key: dict[tuple, HwConfig]) -> Iterator[t
         x = trace.site_input(site)
         return x, {key: site_mask(hw, x) for key, hw in by_key.items()}
 
+    if not PREFETCH:
+        for group in runs:
+            x, masks = load(group[0])
+            for s in group:
+                yield s, x, masks
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="accelsim-prefetch") as pool:
         nxt = pool.submit(load, runs[0][0]) if runs else None
         for i, group in enumerate(runs):
