@@ -26,6 +26,10 @@ semantics, which the per-cycle reference model in ``tests/reference_model.py`` r
 The cycle breakdown: the PE's busy time split by ``work.TILE_PARTS``, plus its waits, each split into DRAM
 (waiting for operands to arrive), compressor (waiting for the compressed tile after its data arrived) and
 write-back (waiting for an output slot, and the drain after the last tile). The parts sum to the cycles.
+
+This simpy engine is the reference implementation (``simulate(..., engine="simpy")``); the default engine,
+``fast_engine.simulate_site_fast``, computes the identical :class:`SiteTiming` in a compiled loop
+(``tests/test_engine_equivalence.py``).
 """
 
 from __future__ import annotations

@@ -555,15 +555,17 @@ def _benes_tile(hw: HwConfig, mk, bits: float, o_sizes: np.ndarray):
         rows_p = toks_p = vals_p = np.zeros(0, dtype=np.int64)
     bw = mm.operand_buffer_read_bytes_per_cycle
     bw_meta = sp.metadata_buffer.read_bytes_per_cycle if sp.metadata_buffer is not None else math.inf
-    op_st = np.zeros(len(o_sizes), dtype=np.int64)
-    meta_st = np.zeros(len(o_sizes), dtype=np.int64)
-    for j, ot in enumerate(o_sizes):
+    uniq, inv = np.unique(o_sizes, return_inverse=True)  # o-tiles of equal width stall alike
+    op_u = np.zeros(len(uniq), dtype=np.int64)
+    meta_u = np.zeros(len(uniq), dtype=np.int64)
+    for j, ot in enumerate(uniq):
         need = (rows_p * int(ot) * pr.weight_bytes + vals_p * pr.activation_bytes) / bw
         c_op = np.maximum(int(ot), np.ceil(need - 1e-9)).astype(np.int64)
         c_meta = np.ceil(vals_p * bits / 8 / bw_meta - 1e-9).astype(np.int64) if not math.isinf(bw_meta) else c_op
         c_all = np.maximum(c_op, c_meta)
-        op_st[j] = int((c_op - int(ot)).sum())
-        meta_st[j] = int((c_all - c_op).sum())
+        op_u[j] = int((c_op - int(ot)).sum())
+        meta_u[j] = int((c_all - c_op).sum())
+    op_st, meta_st = op_u[inv], meta_u[inv]
     compute = -(-(kept * o_sizes) // P)
     o_total = int(o_sizes.sum())
     return {
