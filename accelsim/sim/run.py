@@ -64,11 +64,13 @@ def simulate(
     trace: Trace,
     *,
     progress: Callable[[int, int], None] | None = None,
+    weight_scales: tuple[int, float] | None = None,
 ) -> RunResult:
     """Simulate every site of ``trace`` on ``hw`` (decode: every step of every site, one token per sequence).
 
     Args:
         progress: called as ``progress(done, total)`` after each site.
+        weight_scales: ``(group_size, scale_bytes)`` of group-quantised weights (``build_site_work``).
     """
     bpc = hw.dram_bytes_per_cycle
     lat = hw.dram.latency_cycles
@@ -91,9 +93,9 @@ def simulate(
             ms = None if mask is None else mask[r0:r1]
             # The previous site's input is still on chip (and compressed) when it was one token tile.
             reuse = prev_input == site.input_id
-            work = build_site_work(hw, xs, site.O, mask=ms, reuse_input=reuse)
+            work = build_site_work(hw, xs, site.O, mask=ms, reuse_input=reuse, weight_scales=weight_scales)
             if reuse and work.n_t != 1:
-                work = build_site_work(hw, xs, site.O, mask=ms, reuse_input=False)
+                work = build_site_work(hw, xs, site.O, mask=ms, reuse_input=False, weight_scales=weight_scales)
             timing = simulate_site(work, bpc, lat)
             row["cycles"] += timing.cycles
             for p, v in timing.breakdown.items():
