@@ -344,3 +344,55 @@ def test_run_and_compare_with_scenario(tmp_path):
     assert [r["config"] for r in recs][0] == "dense"
     assert all(r["weight_datatype"] == "int4" for r in recs)
     assert {r["config"] for r in recs} == {"dense", "nm8_16", "nm2_4"}
+
+
+# -- chunked prefill, docs, the curves ------------------------------------------------------------------------
+def test_chunk_interpolation_is_exact_for_affine_costs():
+    from accelsim.serving.metrics import _interp_weights
+
+    idx = np.array([0, 3, 7, 12, 19])
+    w = _interp_weights(idx, 20)
+    assert w.sum() == pytest.approx(20)
+    f = 5.0 + 2.5 * idx  # affine in the chunk index: interpolation is exact
+    assert (w * f).sum() == pytest.approx(sum(5.0 + 2.5 * i for i in range(20)))
+
+
+def test_long_prompt_attention_grows_with_the_prompt(hw):
+    with Trace(DEC32) as tr, Trace(PRE) as pt:
+        recs = [
+            Server(hw, Scenario(name="p", batch=1, prompt_tokens=p, generated_tokens=1, prefill_chunk_tokens=32),
+                   tr, pt).run()
+            for p in (320, 1024, 4096)
+        ]  # fmt: skip
+    att = [r["prefill"]["by_kind"]["attention"]["cycles"] for r in recs]
+    lin = [r["prefill"]["by_kind"]["q"]["cycles"] for r in recs]
+    assert lin[1] == pytest.approx(lin[0] * 1024 / 320)  # the same chunk, 32 of them instead of 10
+    assert att[0] < att[1] < att[2]
+    assert att[2] / att[1] > 4 * 1.5  # quadratic in the prompt (each chunk reads the cache so far)
+
+
+def test_docs_list_every_scenario_key():
+    doc = (ROOT / "docs/serving.md").read_text()
+    missing = [k for k in Scenario.model_fields if f"`{k}`" not in doc]
+    assert not missing, missing
+
+
+@pytest.mark.slow
+def test_serving_curves_command_pieces(tmp_path):
+    from accelsim.serving import curves
+
+    hw_dir = tmp_path / "hw"
+    hw_dir.mkdir()
+    for name in ("dense.yaml", "nm8_16.yaml"):
+        (hw_dir / name).write_text((HW / name).read_text())
+    data = curves.compute(ROOT, hw_dir, log=lambda s: None, models={"smollm2-135m": curves.MODELS["smollm2-135m"]})
+    sp = {p["batch"]: p["speedup_tpot_vs_dense"] for p in data["batch"] if p["config"] == "nm8_16"}
+    assert sp[1] > sp[2] > sp[4] > sp[8] and sp[32] > sp[8]
+    ctx = [p for p in data["context"] if p["config"] == "nm8_16"]
+    assert [p["context_tokens"] for p in ctx] == list(curves.CONTEXTS)
+    shares = [p["attention_share"] for p in ctx]
+    assert shares == sorted(shares) and shares[-1] > 0.5
+    written = curves.plot(data, tmp_path)
+    assert [p.name for p in written] == ["serving_batch.png", "serving_context.png", "serving_mix.png"]
+    assert all(p.stat().st_size > 10_000 for p in written)
+    assert "| nm8_16 |" in curves.markdown_tables(data)

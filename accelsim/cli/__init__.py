@@ -435,6 +435,7 @@ _OPTIONAL = (  # (command, module, function): modules that pull optional stacks 
     ("cost", "accelsim.cli.cost", "cost_cmd"),
     ("tradeoff", "accelsim.cli.cost", "tradeoff_cmd"),
     ("assumptions", "accelsim.cli.assumptions", "assumptions_cmd"),
+    ("serving-curves", "accelsim.cli.serve", "curves_cmd"),
 )
 
 

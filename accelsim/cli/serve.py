@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import typer
 from rich.table import Table
 
 from accelsim.config import ConfigError
@@ -118,6 +119,8 @@ def run_scenario(hw_path: Path, cfg: Any, base_path: Path | None, scenario: Path
     check_out(out, RUN_FILES)
     sc = _scenario(scenario)
     base = _load_hw(base_path) if base_path is not None else None
+    if base is not None and base.sparsity.kind != "dense":
+        raise fail(f"{base_path}: sparsity.kind is '{base.sparsity.kind}'; a baseline must be 'dense'")
     rec = serve_one(hw_path, cfg, sc, scenario, trace, prefill, base)
     if json_only:
         out_console.print_json(json.dumps(rec, sort_keys=True))
@@ -180,3 +183,43 @@ def _cell(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
     return user_text(v)
+
+
+CURVE_FILES = ("serving_curves.json", "serving_batch.png", "serving_context.png", "serving_mix.png")
+
+
+def curves_cmd(
+    out: Path = typer.Option(Path("docs"), "--out", help="Directory for serving_curves.json and the three PNGs."),
+    hw_dir: Path = typer.Option(Path("hw_configs"), "--hw-dir", help="Directory of hardware configs (*.yaml)."),
+) -> None:
+    """The serving curves of docs/serving.md: speedup and uj_per_token vs batch (1..32, both real models) and
+    vs context (512..32k, the 7B-shaped model), and the prefill/decode mix of a chat request (a few minutes)."""
+    from accelsim.cli import check_out
+    from accelsim.cli.paths import resolve_default
+    from accelsim.console import err_console
+    from accelsim.report.tables import json_writer, write_atomic
+    from accelsim.serving import curves
+
+    hw_dir = resolve_default(hw_dir, Path("hw_configs"), "--hw-dir")
+    check_out(out, CURVE_FILES)
+    root = hw_dir.resolve().parent
+    for dec, pre in curves.MODELS.values():
+        for p in (dec, pre):
+            if not (root / p).is_file():
+                raise fail(f"{root / p}: no such trace file (the curves need the committed traces)")
+    try:
+        data = curves.compute(root, hw_dir, log=lambda s: err_console.print(s, style="dim"))
+    except (ConfigError, TraceError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        curves.plot(data, Path(tmp))
+        writers: dict[str, Any] = {"serving_curves.json": json_writer(data)}
+        for name in CURVE_FILES[1:]:
+            writers[name] = lambda path, src=Path(tmp) / name: shutil.copyfile(src, path)
+        written = write_atomic(out, writers)
+    out_console.print(curves.markdown_tables(data), markup=False, soft_wrap=True)
+    out_console.print(f"wrote {', '.join(str(p) for p in written)}", markup=False, soft_wrap=True)
