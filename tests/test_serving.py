@@ -137,6 +137,7 @@ def test_request_record(hw, dense):
     rec = serve(hw, sc, DEC32, prefill_trace=PRE, baseline=dense)
     pre, step = rec["prefill"], rec["decode_step"]
     assert rec["ttft_ms"] == pytest.approx(pre["cycles"] / hw.clock_hz * 1e3)
+    assert rec["ttft_last_ms"] == pytest.approx(8 * rec["ttft_ms"])
     total_s = (8 * pre["cycles"] + 128 * step["cycles"]) / hw.clock_hz
     assert rec["tokens_per_s"] == pytest.approx(8 * 128 / total_s)
     assert rec["uj_per_token"] == pytest.approx((8 * pre["energy_pj"] + 128 * step["energy_pj"]) / (8 * 128) / 1e6)
@@ -396,3 +397,20 @@ def test_serving_curves_command_pieces(tmp_path):
     assert [p.name for p in written] == ["serving_batch.png", "serving_context.png", "serving_mix.png"]
     assert all(p.stat().st_size > 10_000 for p in written)
     assert "| nm8_16 |" in curves.markdown_tables(data)
+
+
+def test_gemma_sliding_layers_read_at_most_their_window(hw):
+    """Gemma-3-270M: 15 of 18 layers slide over 512 keys, 3 attend to the whole context; 1 KV head of 256."""
+    dec, pre = ROOT / "traces/gemma3-270m_decode1_b32.npz", ROOT / "traces/gemma3-270m_prefill32.npz"
+    with Trace(dec) as tr:
+        arch = tr.architecture
+        assert arch["layer_types"].count("sliding_attention") == 15 and arch["sliding_window"] == 512
+    sc = Scenario(name="g", batch=2, prompt_tokens=64, generated_tokens=8064, prefill_chunk_tokens=32)
+    rec = serve(hw, sc, dec, prefill_trace=pre)
+    ctx = 64 + 4032
+    assert rec["decode_context_tokens"] == ctx
+    assert rec["kv_cache_read_bytes_per_step"] == 2 * 1 * 256 * (15 * 512 + 3 * ctx) * 2 * 2
+    # the v2 prefill trace holds lm_head: it runs once, on the prompt's last token
+    lm = rec["prefill"]["by_kind"]["lm_head"]
+    assert lm["dram_bytes"] >= 640 * 262144 * 2 / 2  # at least the kept half of the 640 x 262144 bf16 rows
+    assert lm["cycles"] < rec["decode_step"]["by_kind"]["lm_head"]["cycles"]  # 1 token, not 2

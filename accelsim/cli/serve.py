@@ -83,7 +83,8 @@ def print_serving(rec: dict[str, Any]) -> None:
     )
     t.add_column("quantity")
     t.add_column("value", justify="right")
-    for key in ("ttft_ms", "tpot_ms", "tokens_per_s", "decode_tokens_per_s", "uj_per_token", "prefill_time_share",
+    for key in ("ttft_ms", "ttft_last_ms", "tpot_ms", "tokens_per_s", "decode_tokens_per_s", "uj_per_token",
+                "prefill_time_share",
                 "speedup_tpot_vs_dense", "speedup_ttft_vs_dense", "energy_per_token_vs_dense",
                 "kv_cache_read_bytes_per_step", "kv_cache_write_bytes_per_step", "weight_bytes_per_step",
                 "dequant_area_um2", "weight_storage_bits", "weight_operand_bits"):  # fmt: skip

@@ -10,7 +10,8 @@
   every chunk; the remainder chunk on its first tokens); ``lm_head`` runs once, on the prompt's last token.
   Each chunk's attention reads the cache written so far. Requests prefill one after another.
 
-``ttft_ms`` = one request's prefill time; ``tpot_ms`` = one decode step; ``tokens_per_s`` = generated tokens
+``ttft_ms`` = one request's prefill time (``ttft_last_ms``: the batch's last request, after ``batch`` prefills);
+``tpot_ms`` = one decode step; ``tokens_per_s`` = generated tokens
 over the whole batch's time (``batch`` prefills + ``generated_tokens`` steps), or ``batch / tpot`` for a
 decode step; ``uj_per_token`` = energy of that time over its generated tokens (dynamic + leakage + the
 dequantiser).
@@ -160,7 +161,7 @@ class Server:
         rec["kv_cache_write_bytes_per_step"] = sum(step.get(k, _empty())["dram_output_bytes"] for k in ("k", "v"))
         rec["weight_bytes_per_step"] = sum(step[k]["dram_weight_bytes"] for k in step if not k.startswith("attn"))
         if sc.mode == "decode_step":
-            rec["ttft_ms"] = None
+            rec["ttft_ms"] = rec["ttft_last_ms"] = None
             rec["tokens_per_s"] = sc.batch / (step_cyc / clock)
             rec["uj_per_token"] = e_step["total"] / sc.batch / 1e6
             rec["prefill_time_share"] = None
@@ -170,6 +171,7 @@ class Server:
             e_pre = self._energy(pre)
             rec["prefill"] = self._breakdown(pre, e_pre)
             rec["ttft_ms"] = pre_cyc / clock * 1e3
+            rec["ttft_last_ms"] = sc.batch * pre_cyc / clock * 1e3  # the batch's last prompt waits for the others
             g = sc.generated_tokens
             total_cyc = sc.batch * pre_cyc + g * step_cyc
             rec["request_time_ms"] = total_cyc / clock * 1e3
