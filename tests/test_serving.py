@@ -250,9 +250,9 @@ def test_int4_group_scales_follow_the_gathered_rows(config):
 
 def test_int4_weights_cut_weight_bytes_and_cost_dequantisation(hw):
     with Trace(DEC32) as tr:
-        b16 = Server(hw, Scenario(name="a", batch=1, context_tokens=64), tr).run()
-        i8 = Server(hw, Scenario(name="b", batch=1, context_tokens=64, weight_datatype="int8"), tr).run()
-        i4 = Server(hw, Scenario(name="c", batch=1, context_tokens=64, weight_datatype="int4"), tr).run()
+        b16 = Server(hw, Scenario(name="a", batch=32, context_tokens=64), tr).run()
+        i8 = Server(hw, Scenario(name="b", batch=32, context_tokens=64, weight_datatype="int8"), tr).run()
+        i4 = Server(hw, Scenario(name="c", batch=32, context_tokens=64, weight_datatype="int4"), tr).run()
     w16, w8, w4 = (r["weight_bytes_per_step"] for r in (b16, i8, i4))
     assert w16 > w8 > w4
     assert 0.25 < w4 / w16 < 0.35  # a quarter of the rows' bytes, plus one bf16 scale per 128 rows, plus bursts
@@ -361,15 +361,15 @@ def test_chunk_interpolation_is_exact_for_affine_costs():
 def test_long_prompt_attention_grows_with_the_prompt(hw):
     with Trace(DEC32) as tr, Trace(PRE) as pt:
         recs = [
-            Server(hw, Scenario(name="p", batch=1, prompt_tokens=p, generated_tokens=1, prefill_chunk_tokens=32),
+            Server(hw, Scenario(name="p", batch=32, prompt_tokens=p, generated_tokens=1, prefill_chunk_tokens=32),
                    tr, pt).run()
-            for p in (320, 1024, 4096)
+            for p in (256, 512, 1024)
         ]  # fmt: skip
     att = [r["prefill"]["by_kind"]["attention"]["cycles"] for r in recs]
     lin = [r["prefill"]["by_kind"]["q"]["cycles"] for r in recs]
-    assert lin[1] == pytest.approx(lin[0] * 1024 / 320)  # the same chunk, 32 of them instead of 10
+    assert lin[1] == pytest.approx(2 * lin[0])  # the same chunk, 16 of them instead of 8
     assert att[0] < att[1] < att[2]
-    assert att[2] / att[1] > 4 * 1.5  # quadratic in the prompt (each chunk reads the cache so far)
+    assert att[2] / att[1] > 3  # ~quadratic in the prompt (each chunk reads the cache so far); 32 chunks interpolate
 
 
 def test_docs_list_every_scenario_key():
