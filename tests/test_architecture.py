@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "accuracy": 3,  # the perplexity path: beside the simulator, never imported by it
     "cost": 4,
     "explore": 5,
+    "serving": 5,  # serving scenarios: metrics over sim runs, attention sites, datatypes
     "report": 6,
     "api": 7,
     "cli": 8,

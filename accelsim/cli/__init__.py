@@ -190,9 +190,7 @@ def print_summary(rec: dict[str, Any], console: Console = out_console) -> None:
     )
 
 
-def run_one(
-    hw_path: Path, trace: Path, baseline: Path | None, engine: str = "fast"
-) -> tuple[HwConfig, dict[str, Any]]:
+def run_one(hw_path: Path, trace: Path, baseline: Path | None, engine: str = "fast") -> tuple[HwConfig, dict[str, Any]]:
     """``accelsim.api.evaluate`` with CLI error handling (one line, exit 2) and a progress bar; returns the
     loaded config with the record."""
     from accelsim.api import evaluate
@@ -286,6 +284,11 @@ def _join_accuracy(recs: list[dict[str, Any]], cfgs: list[HwConfig], accuracy: P
         r["accuracy_key"] = j["accuracy_key"]
 
 
+_SCENARIO_HELP = (
+    "Serving scenario YAML (hw_configs/scenarios/, docs/serving.md): batch, prompt + generated tokens or a context, "
+    "prefill chunk, datatypes; reports ttft_ms, tpot_ms, tokens_per_s, uj_per_token. --trace is then a decode trace."
+)
+_PREFILL_HELP = "--scenario with prompt_tokens: the prefill trace of the same model (for ttft_ms)."
 _ACCURACY_HELP = (
     "Results JSON of `accelsim eval` (e.g. docs/accuracy_smollm2-135m.json): joins the perplexity of the same "
     "pattern (and the config's mitigation) to the hardware numbers."
@@ -306,11 +309,14 @@ def run(
     engine: str = typer.Option(
         "fast", "--engine", help="Site engine: fast (compiled kernel) or simpy (the reference); same numbers."
     ),
+    scenario: Path | None = typer.Option(None, "--scenario", help=_SCENARIO_HELP),
+    prefill_trace: Path | None = typer.Option(None, "--prefill-trace", help=_PREFILL_HELP),
 ) -> None:
     """Simulate a trace on one hardware config and print cycles, stalls, DRAM bytes, energy and area.
 
     Sites run one after another in trace order from cold SRAM; decode traces run one token per sequence per step.
     The speedup is cycles of the dense baseline over cycles of --hw on the same trace.
+    With --scenario: serving metrics (ttft_ms, tpot_ms, tokens_per_s, uj_per_token, breakdown by site kind).
     """
     import json
 
@@ -319,6 +325,13 @@ def run(
     hw = resolve_default(hw, DEFAULT_HW, "--hw")
     if engine not in ("fast", "simpy"):
         raise fail(f"--engine {engine}: allowed values are fast, simpy")
+    if scenario is not None or prefill_trace is not None:
+        from accelsim.cli.serve import run_scenario
+
+        if scenario is None or accuracy is not None:
+            raise fail("--prefill-trace needs --scenario; --scenario does not take --accuracy")
+        return run_scenario(hw, _load_hw(hw), _baseline_path(hw, baseline), scenario, trace, prefill_trace, out,
+                            json_only)  # fmt: skip
     check_out(out, ("sites.csv", "summary.json"))
     acc = load_accuracy_arg(accuracy, criterion)
     cfg, rec = run_one(hw, trace, baseline, engine)
@@ -341,6 +354,8 @@ def compare(
     out: Path | None = typer.Option(None, "--out", help="Write compare.csv, compare.json and breakdown.png here."),
     accuracy: Path | None = typer.Option(None, "--accuracy", help=_ACCURACY_HELP),
     criterion: str = typer.Option("magnitude", "--criterion", help="Selection criterion of the joined accuracy."),
+    scenario: Path | None = typer.Option(None, "--scenario", help=_SCENARIO_HELP),
+    prefill_trace: Path | None = typer.Option(None, "--prefill-trace", help=_PREFILL_HELP),
 ) -> None:
     """Run every config of --hw-dir on one trace and print them side by side (speedup vs dense.yaml)."""
     import pandas as pd
@@ -348,6 +363,15 @@ def compare(
     from accelsim.report.tables import csv_writer, json_writer, write_atomic
 
     hw_dir = resolve_default(hw_dir, DEFAULT_HW_DIR, "--hw-dir")
+    if scenario is not None or prefill_trace is not None:
+        from accelsim.cli.serve import compare_scenario
+
+        if scenario is None or accuracy is not None:
+            raise fail("--prefill-trace needs --scenario; --scenario does not take --accuracy")
+        paths = sorted(hw_dir.glob("*.yaml"))
+        if not paths:
+            raise fail(f"{hw_dir}: no *.yaml hardware configs found")
+        return compare_scenario(paths, scenario, trace, prefill_trace, out)
     check_out(out, ("compare.csv", "compare.json", "breakdown.png"))
     acc = load_accuracy_arg(accuracy, criterion)
     paths = sorted(hw_dir.glob("*.yaml"))
@@ -437,6 +461,7 @@ _OPTIONAL = (  # (command, module, function): modules that pull optional stacks 
     ("cost", "accelsim.cli.cost", "cost_cmd"),
     ("tradeoff", "accelsim.cli.cost", "tradeoff_cmd"),
     ("assumptions", "accelsim.cli.assumptions", "assumptions_cmd"),
+    ("serving-curves", "accelsim.cli.serve", "curves_cmd"),
 )
 
 

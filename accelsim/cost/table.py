@@ -280,6 +280,8 @@ REQUIRED_ENTRIES = (
     *(f"energy.mac_{d}_acc32" for d in DATATYPES),
     *(f"area.mac_{d}_acc32" for d in DATATYPES),
     *(f"{s}.{n}" for s in ("energy", "area") for n in ("mul_bf16", "add_fp32", "mul_fp32", "div_sqrt_fp32")),
+    "energy.dequant_bf16",  # serving scenarios (accelsim.serving.dtypes)
+    "area.dequant_bf16",
     *(f"{s}.{n}" for s in ("energy", "area") for n in ("register_bit", "comparator_bit", "mux2_bit", "adder_bit")),
     "energy.sram_read_64b_8kib",
     "energy.dram_bit",

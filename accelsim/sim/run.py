@@ -72,6 +72,7 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     engine: str = "fast",
     memo: bool = True,
+    weight_scales: tuple[int, float] | None = None,
 ) -> RunResult:
     """Simulate every site of ``trace`` on ``hw`` (decode: every step of every site, one token per sequence).
 
@@ -79,8 +80,9 @@ def simulate(
         progress: called as ``progress(done, total)`` after each site.
         engine: ``"fast"`` (compiled site kernel) or ``"simpy"`` (the reference event model); same numbers.
         memo: reuse the work and timing of an identical earlier site step of this run (same numbers).
+        weight_scales: ``(group_size, scale_bytes)`` of group-quantised weights (``build_site_work``).
     """
-    return simulate_many([hw], trace, progress=progress, engine=engine, memo=memo)[0]
+    return simulate_many([hw], trace, progress=progress, engine=engine, memo=memo, weight_scales=weight_scales)[0]
 
 
 def simulate_many(
@@ -90,12 +92,13 @@ def simulate_many(
     progress: Callable[[int, int], None] | None = None,
     engine: str = "fast",
     memo: bool = True,
+    weight_scales: tuple[int, float] | None = None,
 ) -> list[RunResult]:
     """:func:`simulate` of several configs in one pass over the trace: each site input is read once and each
     distinct mask (``work.mask_key``) computed once per site, shared by every config that selects alike."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    runs = [_ConfigRun(hw, trace, ENGINES[engine], memo) for hw in hws]
+    runs = [_ConfigRun(hw, trace, ENGINES[engine], memo, weight_scales) for hw in hws]
     n_sites = len(trace.sites)
     by_key = {mask_key(r.hw): r.hw for r in runs}
     for done, (site, x, masks) in enumerate(_sites_with_masks(trace, by_key), start=1):
@@ -144,9 +147,17 @@ def _sites_with_masks(trace: Trace, by_key: dict[tuple, HwConfig]) -> Iterator[t
 class _ConfigRun:
     """One config's pass over the trace: its rows, the on-chip input, and the memo of identical site steps."""
 
-    def __init__(self, hw: HwConfig, trace: Trace, site_engine: Callable[..., SiteTiming], memo: bool):
+    def __init__(
+        self,
+        hw: HwConfig,
+        trace: Trace,
+        site_engine: Callable[..., SiteTiming],
+        memo: bool,
+        weight_scales: tuple[int, float] | None = None,
+    ):
         check_sites(hw, [(s.K, s.O) for s in trace.sites])
         self.hw, self.site_engine = hw, site_engine
+        self.weight_scales = weight_scales  # fixed for the whole run, so the memo keys need not name it
         self.bpc, self.lat = hw.dram_bytes_per_cycle, hw.dram.latency_cycles
         self.decode = trace.phase == "decode"
         self.batch = trace.n_sequences if self.decode else 1
@@ -164,9 +175,10 @@ class _ConfigRun:
             key = (*src, xs.shape, site.O, reuse)
             if key in self.memo:
                 return self.memo[key]
-        work = build_site_work(self.hw, xs, site.O, mask=ms, reuse_input=reuse)
+        ws = self.weight_scales
+        work = build_site_work(self.hw, xs, site.O, mask=ms, reuse_input=reuse, weight_scales=ws)
         if reuse and work.n_t != 1:
-            work = build_site_work(self.hw, xs, site.O, mask=ms, reuse_input=False)
+            work = build_site_work(self.hw, xs, site.O, mask=ms, reuse_input=False, weight_scales=ws)
         out = (work, self.site_engine(work, self.bpc, self.lat))
         if key is not None:
             self.memo[key] = out

@@ -129,6 +129,7 @@ def build_site_work(
     *,
     mask: np.ndarray | None = None,
     reuse_input: bool = False,
+    weight_scales: tuple[int, float] | None = None,
 ) -> SiteWork:
     """Per-tile work of ``y = x @ W`` with ``x`` of shape ``[T, K]`` and ``O`` outputs on ``hw``.
 
@@ -136,6 +137,9 @@ def build_site_work(
         mask: the keep-mask if already computed (shared input); computed from ``x`` otherwise.
         reuse_input: the input (and its compressed form) is still on chip from the previous site with the same
             ``input_id``: no activation read and no compression.
+        weight_scales: ``(group_size, scale_bytes)`` of group-quantised weights (int8/int4): every weight tile
+            also reads the scales (one per output column) of each group of ``group_size`` input channels that
+            holds a fetched row (:func:`group_scale_bytes`). ``None``: no scales (bf16).
     """
     T, K = x.shape  # noqa: N806
     sp, pr, arr = hw.sparsity, hw.precision, hw.array
@@ -171,6 +175,9 @@ def build_site_work(
     # --- weight bytes per compute tile (program order i, o, k) --------------------------------------
     rows = union if sp.weight_fetch == "gather_rows" else np.broadcast_to(k_real, (n_t, n_k))
     weight_bytes = (rows[:, None, :] * row_bytes[None, :, None]).reshape(-1).astype(np.int64)
+    if weight_scales is not None:
+        fetched = union_all if sp.weight_fetch == "gather_rows" else None
+        weight_bytes = weight_bytes + group_scale_bytes(weight_scales, fetched, k_spans, n_t, o_sizes, burst)
     # runs of consecutive fetched rows per (t-tile, k-tile): each opens DRAM rows the banks cannot hide
     seg_cost = hw.dram.gather_segment_overhead_cycles
     runs = np.ones((n_t, n_k), dtype=np.int64)
@@ -361,6 +368,30 @@ def build_site_work(
         gather_rows=sp.weight_fetch == "gather_rows",
         compat_offset=compat_offset,
     )
+
+
+def group_scale_bytes(
+    weight_scales: tuple[int, float],
+    fetched: np.ndarray | None,
+    k_spans: list[tuple[int, int]],
+    n_t: int,
+    o_sizes: np.ndarray,
+    burst: int,
+) -> np.ndarray:
+    """Scale bytes per compute tile ``(t, o, k)``: a group (``group_size`` consecutive input channels, counted
+    from channel 0) costs one scale per output column of the tile, rounded to bursts, when any of its rows is
+    fetched (``fetched``: the ``[n_t, K]`` union of kept rows under gather_rows; ``None``: every row)."""
+    group, scale_bytes = weight_scales
+    groups = np.empty((n_t, len(k_spans)), dtype=np.int64)
+    for kk, (c0, c1) in enumerate(k_spans):
+        ids = np.arange(c0, c1) // group
+        starts = np.flatnonzero(np.diff(ids, prepend=-1))
+        if fetched is None:
+            groups[:, kk] = len(starts)
+        else:
+            groups[:, kk] = np.logical_or.reduceat(fetched[:, c0:c1], starts, axis=1).sum(axis=1)
+    seg = _row_bytes(o_sizes, scale_bytes, burst)
+    return (groups[:, None, :] * seg[None, :, None]).reshape(-1).astype(np.int64)
 
 
 def _bits_per_kept_value(hw: HwConfig, k_spans: list[tuple[int, int]]) -> list[float]:
