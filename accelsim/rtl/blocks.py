@@ -6,7 +6,7 @@ vectors, element ``i`` of ``k`` bits at bits ``[i*k, (i+1)*k)``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, Value
+from amaranth.hdl import Const, Module, Signal, Value
 
 __all__ = ["Pipeline", "adder_tree", "prefix_counts", "select_kth_set", "one_hot_or", "bits_for"]
 

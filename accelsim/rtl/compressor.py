@@ -65,7 +65,9 @@ class Compressor(wiring.Component):
         self.spec, self.arch, self.stages = spec, arch, stages
         self.n_layers = compressor_layers(arch, n, m)
         if stages > self.n_layers:
-            raise RtlParamError(f"--stages {stages}: {arch} {n}:{m} has {self.n_layers} layers; allowed 0..{self.n_layers}")
+            raise RtlParamError(
+                f"--stages {stages}: {arch} {n}:{m} has {self.n_layers} layers; allowed 0..{self.n_layers}"
+            )
         self.register_bits = 0
         super().__init__(
             {

@@ -27,6 +27,8 @@ __all__ = [
     "require_yosys",
     "magnitude_bits",
     "reference_outputs",
+    "pack_metadata",
+    "unpack_metadata",
     "RTL_EXTRA",
 ]
 
@@ -119,3 +121,41 @@ def reference_outputs(groups: np.ndarray, n: int, width: int) -> dict[str, np.nd
     idx = np.nonzero(mask)[1].reshape(g.shape[0], n)
     vals = np.take_along_axis(g, idx, axis=1)
     return {"mask": mask, "idx": idx, "vals": vals}
+
+
+def pack_metadata(mask: np.ndarray, n: int, fmt: str) -> np.ndarray:
+    """Stored metadata words of ``mask[G, m]`` (exactly ``n`` set per row), as Python ints in an object array.
+
+    ``index``: the ``n`` kept channels in ascending order, entry ``p`` at bits ``[p*b, (p+1)*b)`` with
+    ``b = ceil(log2 m)``; ``bitmask``: bit ``c`` set when channel ``c`` is kept. The word has
+    ``accelsim.nm.metadata_bits_per_group(n, m, fmt)`` bits, the count the simulator moves and stores.
+    """
+    mk = np.asarray(mask, dtype=bool)
+    m = mk.shape[1]
+    if fmt not in FORMATS:
+        raise RtlParamError(f"--format {fmt!r}: allowed values are {', '.join(FORMATS)}")
+    words = []
+    for row in mk:
+        chans = np.flatnonzero(row).tolist()
+        if len(chans) != n:
+            raise ValueError(f"mask row keeps {len(chans)} channels, expected {n}")
+        if fmt == "bitmask":
+            words.append(sum(1 << c for c in chans))
+        else:
+            b = index_bits(m)
+            words.append(sum(c << (p * b) for p, c in enumerate(chans)))
+    return np.array(words, dtype=object)
+
+
+def unpack_metadata(words, n: int, m: int, fmt: str) -> np.ndarray:
+    """Inverse of :func:`pack_metadata`: ``mask[G, m]`` from the stored words."""
+    out = np.zeros((len(words), m), dtype=bool)
+    b = index_bits(m)
+    for g, w in enumerate(words):
+        w = int(w)
+        if fmt == "bitmask":
+            out[g] = [(w >> c) & 1 for c in range(m)]
+        else:
+            for p in range(n):
+                out[g, (w >> (p * b)) & ((1 << b) - 1)] = True
+    return out
