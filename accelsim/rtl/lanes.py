@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,8 +41,22 @@ class DecoderLane(wiring.Component):
         super().__init__({"w": In(m * width), "sel": In(spec.index_bits), "out": Out(width)})
 
     def elaborate(self, platform):  # noqa: ARG002
+        """A binary tree of 2:1 muxes, level ``k`` steered by select bit ``k`` (``m - 1`` muxes of ``width`` bits,
+        ``ceil(log2 m)`` levels); a select past ``m - 1`` (not produced by the packer) yields the last operand."""
         mod = Module()
-        mod.d.comb += self.out.eq(self.w.word_select(self.sel, self.spec.width))
+        w, m = self.spec.width, self.spec.m
+        level = [self.w[c * w : (c + 1) * w] for c in range(m)]
+        k = 0
+        while len(level) > 1:
+            nxt = []
+            for i in range(0, len(level) - 1, 2):
+                s = Signal(w, name=f"mux{k}_{i // 2}")
+                mod.d.comb += s.eq(Mux(self.sel[k], level[i + 1], level[i]))
+                nxt.append(s)
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level, k = nxt, k + 1
+        mod.d.comb += self.out.eq(level[0])
         return mod
 
 

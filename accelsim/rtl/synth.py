@@ -2,13 +2,13 @@
 
 Flow (:func:`yosys_script`): amaranth -> RTLIL (pure Python) -> ``proc; flatten; opt -fast; wreduce; techmap``
 (Yosys's generic gate-level mapping; ``-nosdff -nodffe`` keeps registers plain D flip-flops) -> ABC with a short
-script (``strash; dc2; map``) on a generic library of two-input gates, inverters and 2:1 muxes
-(``abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX``) -> ``stat`` and ``ltp -noff``. ABC's default script (fraiging,
-``scorr``, choices) did not finish an 8:16 compare-all compressor within an hour on this machine; on the 2:4
-and 4:8 blocks it does finish, its netlists are 8-26 % smaller (docs/rtl.md), so the areas here are on the
-pessimistic side by up to that much. Yosys's full ``synth`` front end instead of the short one changes the area
-by at most 3.4 % (measured on 4:8 and 8:16). Every Yosys run is time-boxed (``timeout_s``) and runs at
-``nice 10``; a run over the limit raises :class:`SynthTimeout`. Reported:
+script (``strash; dc2; map``) onto :data:`GATES`, two-input gates, an inverter and a 2:1 mux whose areas are
+those of the NanGate FreePDK45 X1 cells (``abc -genlib``) -> ``stat`` and ``ltp -noff``. ABC's default script
+(fraiging, ``scorr``, choices) with Yosys's full ``synth`` did not finish an 8:16 compare-all compressor within
+an hour on this machine; on 2:4 and 4:8 compressors at width 8 ABC's default script gives 3-12 % smaller
+netlists than the short one (docs/rtl.md), so the areas here are on the pessimistic side by about that much.
+Every Yosys run is time-boxed (``timeout_s``) and runs at ``nice 10``; a run over the limit raises
+:class:`SynthTimeout`. Reported:
 
 * ``nand2_equivalents``: the cells weighted by their NAND2-equivalent size (:data:`NAND2_EQ`);
 * ``logic_depth_levels``: the longest path in cells between ports and registers (``ltp -noff``);
@@ -31,7 +31,7 @@ from accelsim.rtl.params import require_yosys
 
 __all__ = [
     "NAND2_EQ",
-    "GATE_LIBRARY",
+    "GATES",
     "UM2_PER_NAND2_45NM",
     "SynthResult",
     "SynthError",
@@ -40,33 +40,53 @@ __all__ = [
     "yosys_script",
 ]
 
-GATE_LIBRARY = "AND,NAND,OR,NOR,XOR,XNOR,MUX"
 ABC_SCRIPT = "strash\ndc2\nmap\n"
 
 UM2_PER_NAND2_45NM = 0.798
 """Area of one NAND2 equivalent at 45 nm: NAND2_X1 of the NanGate FreePDK45 Open Cell Library, 0.798 um^2
 (3 placement sites of 0.19 um x 1.4 um; ``area : 0.798`` in NangateOpenCellLibrary_typical.lib). docs/rtl.md."""
 
-# NAND2-equivalent weight of each generic cell: the area of the matching NanGate FreePDK45 X1 cell over
-# NAND2_X1, counted in 0.19 um x 1.4 um sites: INV_X1 2, NAND2/NOR2/BUF 3, AND2/OR2 4, XOR2/XNOR2 6,
-# MUX2 7, DFF_X1 17 (docs/rtl.md).
-NAND2_EQ = {
-    "$_NOT_": 2 / 3,
-    "$_BUF_": 1.0,
-    "$_NAND_": 1.0,
-    "$_NOR_": 1.0,
-    "$_AND_": 4 / 3,
-    "$_OR_": 4 / 3,
-    "$_XOR_": 6 / 3,
-    "$_XNOR_": 6 / 3,
-    "$_MUX_": 7 / 3,
-    "$_DFF_P_": 17 / 3,
+# The generic gate library ABC maps to: name -> (area in 0.19 um x 1.4 um placement sites of the matching
+# NanGate FreePDK45 X1 cell, function, inputs). NAND2 = 3 sites, so NAND2 equivalents = sites / 3. ABC minimises
+# this area (at unit delay per gate first), so the area it optimises is the area reported.
+GATES = {
+    "BUF": (3, "A", "A"),
+    "INV": (2, "!A", "A"),
+    "NAND2": (3, "!(A*B)", "AB"),
+    "NOR2": (3, "!(A+B)", "AB"),
+    "AND2": (4, "A*B", "AB"),
+    "OR2": (4, "A+B", "AB"),
+    "XOR2": (6, "(A*!B)+(!A*B)", "AB"),
+    "XNOR2": (6, "(A*B)+(!A*!B)", "AB"),
+    "MUX2": (7, "(A*!S)+(B*S)", "ABS"),
 }
+DFF_SITES = 17  # DFF_X1: the registers (Yosys $_DFF_P_, not mapped by ABC)
+NAND2_EQ = {name: sites / 3 for name, (sites, _, _) in GATES.items()} | {"$_DFF_P_": DFF_SITES / 3}
+NAND2_EQ |= {"ZERO": 0.0, "ONE": 0.0}
+"""NAND2-equivalent weight of each cell type the flow can emit (docs/rtl.md, sources)."""
 _FF_CELLS = {"$_DFF_P_"}
 
 
+def genlib_text() -> str:
+    """The gate library in ABC's genlib format: areas in sites, unit delay per gate."""
+    lines = ["GATE ZERO 0 Y=CONST0;", "GATE ONE 0 Y=CONST1;"]
+    for name, (sites, fn, _) in GATES.items():
+        pin = "NONINV" if name in ("BUF", "AND2", "OR2") else ("INV" if name in ("INV", "NAND2", "NOR2") else "UNKNOWN")
+        lines.append(f"GATE {name} {sites} Y={fn}; PIN * {pin} 1 999 1 0 1 0")
+    return "\n".join(lines) + "\n"
+
+
+def cells_verilog() -> str:
+    """Blackbox modules of the library cells, so that ``ltp`` knows their port directions."""
+    out = ["(* blackbox *) module ZERO(output Y); endmodule", "(* blackbox *) module ONE(output Y); endmodule"]
+    for name, (_, _, pins) in GATES.items():
+        ins = ", ".join(f"input {p}" for p in pins)
+        out.append(f"(* blackbox *) module {name}({ins}, output Y); endmodule")
+    return "\n".join(out) + "\n"
+
+
 class SynthError(RuntimeError):
-    """Yosys failed or produced a cell outside the generic library."""
+    """Yosys failed or produced a cell outside the gate library."""
 
 
 class SynthTimeout(SynthError):
@@ -110,9 +130,10 @@ def yosys_script(top: str) -> str:
             "opt -fast -nosdff -nodffe",
             "techmap",
             "opt -fast -nosdff -nodffe",
-            f"abc -script abc.script -g {GATE_LIBRARY}",
+            "abc -script abc.script -genlib gates.genlib",
             "opt_clean -purge",
             "tee -q -o stat.json stat -json",
+            "read_verilog -lib cells.v",
             "tee -q -o ltp.txt ltp -noff",
             "",
         ]
@@ -141,6 +162,8 @@ def synthesize(component, top: str = "top", *, timeout_s: float = 600.0, keep_di
         (d / "design.il").write_text(text)
         (d / "synth.ys").write_text(yosys_script(top))
         (d / "abc.script").write_text(ABC_SCRIPT)
+        (d / "gates.genlib").write_text(genlib_text())
+        (d / "cells.v").write_text(cells_verilog())
         cmd = [
             sys.executable,
             "-c",
@@ -169,10 +192,10 @@ def synthesize(component, top: str = "top", *, timeout_s: float = 600.0, keep_di
     seconds = time.perf_counter() - t0
     mods = stat["modules"]
     mod = mods.get(f"\\{top}") or next(iter(mods.values()))
-    cells = {k: int(v) for k, v in sorted(mod.get("num_cells_by_type", {}).items())}
+    cells = {k.lstrip("\\"): int(v) for k, v in sorted(mod.get("num_cells_by_type", {}).items())}
     unknown = sorted(set(cells) - set(NAND2_EQ))
     if unknown:
-        raise SynthError(f"{top}: cells outside the generic library: {', '.join(unknown)}")
+        raise SynthError(f"{top}: cells outside the gate library: {', '.join(unknown)}")
     depth = max((int(x) for x in re.findall(r"\(length=(\d+)\)", ltp)), default=0)
     return SynthResult(
         top=top,
