@@ -462,6 +462,7 @@ _OPTIONAL = (  # (command, module, function): modules that pull optional stacks 
     ("tradeoff", "accelsim.cli.cost", "tradeoff_cmd"),
     ("assumptions", "accelsim.cli.assumptions", "assumptions_cmd"),
     ("serving-curves", "accelsim.cli.serve", "curves_cmd"),
+    ("rtl", "accelsim.cli.rtl", "rtl_app"),  # a command group (typer.Typer): rtl synth, rtl table
 )
 
 
@@ -471,9 +472,13 @@ def _register_optional() -> None:
 
     for name, module, func in _OPTIONAL:
         try:
-            app.command(name)(getattr(importlib.import_module(module), func))
+            obj = getattr(importlib.import_module(module), func)
         except ImportError:
-            pass
+            continue
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name)(obj)
     from accelsim.cli.sweep import EPILOG, sweep_cmd
 
     app.command("sweep", epilog=EPILOG)(sweep_cmd)
