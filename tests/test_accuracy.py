@@ -127,11 +127,13 @@ def test_weight_aware_and_clact_scores():
     x = torch.tensor([[[1.0, -1.0, 1.0]]])
     s = criteria.scores(x, "weight-aware", criteria.weight_norm_factor(w))
     assert s.flatten().tolist() == [1.0, 2.0, 5.0]
-    # clact: |x_ij| * column norm over the tokens of the same sequence (not across sequences)
+    # clact: |x_ij| * column norm over the tokens of the same sequence (not across sequences) / row norm
     x = torch.tensor([[[1.0, 2.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]])
     s = criteria.scores(x, "clact")
-    torch.testing.assert_close(s[0], torch.tensor([[2.0**0.5, 4.0], [2.0**0.5, 0.0]]))
-    torch.testing.assert_close(s[1], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    r5 = 5.0**0.5
+    torch.testing.assert_close(s[0], torch.tensor([[2.0**0.5 / r5, 4.0 / r5], [2.0**0.5, 0.0]]))
+    torch.testing.assert_close(s[1], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))  # a zero row scores 0, not NaN
+    assert s.dtype == torch.float32 and criteria.scores(x.half(), "clact").dtype == torch.float32
     # one token (a decode step): clact ranks like magnitude
     x1 = torch.tensor([[[0.3, -2.0, 1.0, 0.5]]])
     assert torch.equal(nm_keep(criteria.scores(x1, "clact"), 2, 4), nm_keep(x1.abs(), 2, 4))

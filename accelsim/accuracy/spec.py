@@ -40,7 +40,8 @@ CRITERIA: dict[str, str] = {
     "magnitude": "|x|",
     "amber": "|x| * f_j, f_j = ||W_hat[:, j]|| / min_k ||W_hat[:, k]||, W_hat = (W - mu) / sigma (Amber Pruner)",
     "weight-aware": "|x| * ||W[:, j]||_2",
-    "clact": "|x_ij| * ||X[:, j]||_2 over the tokens of the sequence (prefill only; non-causal)",
+    "clact": "|x_ij| * ||X[:, j]||_2 / ||X[i, :]||_2, column norm over the tokens of the sequence (CLACT, "
+    "arXiv 2509.22166; prefill only, non-causal)",
 }
 MITIGATIONS: dict[str, str] = {
     "none": "no correction",
