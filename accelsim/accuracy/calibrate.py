@@ -1,11 +1,11 @@
 """Evaluation and calibration windows, dense block inputs, static shifts, and the learnable-mitigation fit.
 
-Windows: the text is tokenised once, without special tokens. Evaluation windows are the first ``windows`` non-overlapping
-``seq_len``-token windows from the start; calibration windows are non-overlapping windows starting at the
-second half of the token stream (or after the last evaluation window if that is later), so the two sets never
-overlap. A model whose tokenizer adds a BOS token by default (``add_bos_token``: Gemma-3 yes, SmolLM2 no) gets
-that BOS prepended to every window (``with_bos``): Gemma-3 without it is far off its trained regime (dense
-perplexity 41.4 instead of 14.8 on the same 2 x 511 targets).
+Windows: the text is tokenised once, without special tokens. Evaluation windows are the first ``windows``
+non-overlapping ``seq_len``-token windows from the start; calibration windows are non-overlapping windows
+starting at the second half of the token stream (or after the last evaluation window if that is later), so
+the two sets never overlap. A model whose tokenizer adds a BOS token by default (``add_bos_token``: Gemma-3
+yes, SmolLM2 no) gets that BOS prepended to every window (``with_bos``): Gemma-3 without it is far off its
+trained regime (dense perplexity 41.4 instead of 14.8 on the same 2 x 511 targets).
 """
 
 from __future__ import annotations

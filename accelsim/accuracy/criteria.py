@@ -5,7 +5,13 @@
   ``f_j = ||W_hat[:, j]||_2 / min_k ||W_hat[:, k]||_2``, ``W_hat = (W - mu) / sigma``, where ``mu`` and ``sigma``
   are the mean and standard deviation of the weights inside their [0.5 %, 99.5 %] quantiles. Computed from
   all weights (the reference code samples 50k weights at random; this is deterministic).
-* ``weight-aware``: ``|x_j| * ||W[:, j]||_2`` (the column norm of the weight, as WINA gates).
+* ``weight-aware`` (alias ``wina``): ``|x_j| * ||W[:, j]||_2``, the gate of WINA (Chen et al., "WINA: Weight
+  Informed Neuron Activation for Accelerating Large Language Model Inference", arXiv 2505.19427): keep the
+  top-k of ``|x_j| * c_j`` with ``c_j`` the column norm of the weight. WINA's optional offline transform that
+  makes the weights column-orthogonal (an SVD-based change of basis propagated through the residual stream)
+  is not applied here.
+* ``larosa``: ``|(x Q)_j|`` in the basis of a per-input PCA rotation ``Q`` fitted on calibration data, the
+  linear computing with ``W Q`` (LaRoSA, ICML 2025; ``accelsim.accuracy.rotation``).
 * ``clact``: the published CLACT score of arXiv 2509.22166 (a cosine-similarity-loss criterion adapted from
   ACE/CosP, arXiv 2505.21987, to activations): ``|X_ij| * ||X[:, j]||_2 / ||X[i, :]||_2``, where ``X`` is the
   ``[tokens, K]`` input of the linear in one forward call of one sequence (``||X[:, j]||`` over its tokens,
@@ -59,9 +65,9 @@ def static_factor(criterion: str, weight: torch.Tensor) -> torch.Tensor | None:
         return amber_factor(weight)
     if criterion == "weight-aware":
         return weight_norm_factor(weight)
-    if criterion in ("magnitude", "clact"):
+    if criterion in ("magnitude", "clact", "larosa"):
         return None
-    raise ValueError(f"unknown criterion {criterion!r}; allowed: magnitude, amber, weight-aware, clact")
+    raise ValueError(f"unknown criterion {criterion!r}; allowed: magnitude, amber, weight-aware, clact, larosa")
 
 
 def scores(x: torch.Tensor, criterion: str, factor: torch.Tensor | None = None) -> torch.Tensor:

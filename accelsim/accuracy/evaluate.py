@@ -257,7 +257,7 @@ class Evaluator:
         ppl = perplexity(st.model, st.eval_windows, bar, st.prefix)
         self._close(bar)
         t1 = time.perf_counter()
-        cont = greedy_continuations(st.model, st.tokenizer, self.s.prompts, self.s.gen_tokens, st.bos)
+        cont = self._generate(st)
         t2 = time.perf_counter()
         st.cache["dense"] = {
             "ppl": ppl["ppl"],
@@ -289,6 +289,12 @@ class Evaluator:
             self._close(bar)
             st.cache["hist_s"] = time.perf_counter() - t0
         return st.cache["hist"]
+
+    def _generate(self, st: _Loaded) -> list[list[int]]:
+        """Greedy continuations of the prompts, or none when ``gen_tokens`` is 0 (perplexity-only rows)."""
+        if not self.s.gen_tokens:
+            return []
+        return greedy_continuations(st.model, st.tokenizer, self.s.prompts, self.s.gen_tokens, st.bos)
 
     # -- one spec -------------------------------------------------------------------------------------
     def run(self, spec: RunSpec) -> dict[str, Any]:
@@ -347,6 +353,18 @@ class Evaluator:
                 else:
                     for name, t in uniform_thresholds(sp.sites, hists, target).items():
                         next(s for s in sp.sites if s.name == name).threshold = t
+            if spec.criterion == "larosa":
+                from accelsim.accuracy.rotation import collect_rotations, install_rotations
+
+                if "rot" not in st.cache:
+                    bar = self._bar("LaRoSA rotations")
+                    st.cache["rot"] = collect_rotations(
+                        st.model, sp.sites, st.calib_windows[: self.s.calib_windows], bar
+                    )
+                    self._close(bar)
+                    calib_s += st.cache["rot"]["seconds"]
+                install_rotations(sp.sites, st.cache["rot"]["rotations"])
+                extra["rotation_tokens"] = st.cache["rot"]["tokens"]
             timings["calibrate"] = calib_s
             with sp:
                 if spec.mitigation in ("learnable", "var-learnable"):
@@ -381,12 +399,16 @@ class Evaluator:
                 top1_agree = float((res["top1"] == dense["top1"]).double().mean())
                 realized = sp.realized_density()
                 t2 = time.perf_counter()
-                cont = greedy_continuations(st.model, st.tokenizer, self.s.prompts, self.s.gen_tokens, st.bos)
-                forced = forced_agreement(st.model, st.tokenizer, self.s.prompts, dense["continuations"], st.bos)
+                cont = self._generate(st)
+                forced = (
+                    forced_agreement(st.model, st.tokenizer, self.s.prompts, dense["continuations"], st.bos)
+                    if self.s.gen_tokens
+                    else None
+                )
                 t3 = time.perf_counter()
             timings["ppl"] = t2 - t1
             timings["generate"] = t3 - t2
-        tok_agree, prefix_agree = agreement(dense["continuations"], cont)
+        tok_agree, prefix_agree = agreement(dense["continuations"], cont) if self.s.gen_tokens else (None, None)
         timings["total"] = time.perf_counter() - t_start
         if spec.is_dense:  # measured once in dense(), before t_start
             timings["total"] += timings["ppl"] + timings["generate"]
