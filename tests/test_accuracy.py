@@ -19,7 +19,7 @@ from accelsim.accuracy import criteria, mitigations, spec  # noqa: E402
 from accelsim.accuracy.calibrate import WindowError, fit_learnable, make_windows, static_shifts  # noqa: E402
 from accelsim.accuracy.evaluate import agreement, load_records, write_records  # noqa: E402
 from accelsim.accuracy.sparsify import Sparsifier  # noqa: E402
-from accelsim.accuracy.spec import RunSpec, SpecError, expand, parse_pattern  # noqa: E402
+from accelsim.accuracy.spec import RunSpec, SpecError, expand, parse_criterion, parse_pattern  # noqa: E402
 from accelsim.accuracy.teal import Histogram, collect_histograms, greedy_allocation, uniform_thresholds  # noqa: E402
 
 torch.set_num_threads(2)
@@ -127,11 +127,13 @@ def test_weight_aware_and_clact_scores():
     x = torch.tensor([[[1.0, -1.0, 1.0]]])
     s = criteria.scores(x, "weight-aware", criteria.weight_norm_factor(w))
     assert s.flatten().tolist() == [1.0, 2.0, 5.0]
-    # clact: |x_ij| * column norm over the tokens of the same sequence (not across sequences)
+    # clact: |x_ij| * column norm over the tokens of the same sequence (not across sequences) / row norm
     x = torch.tensor([[[1.0, 2.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]])
     s = criteria.scores(x, "clact")
-    torch.testing.assert_close(s[0], torch.tensor([[2.0**0.5, 4.0], [2.0**0.5, 0.0]]))
-    torch.testing.assert_close(s[1], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    r5 = 5.0**0.5
+    torch.testing.assert_close(s[0], torch.tensor([[2.0**0.5 / r5, 4.0 / r5], [2.0**0.5, 0.0]]))
+    torch.testing.assert_close(s[1], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))  # a zero row scores 0, not NaN
+    assert s.dtype == torch.float32 and criteria.scores(x.half(), "clact").dtype == torch.float32
     # one token (a decode step): clact ranks like magnitude
     x1 = torch.tensor([[[0.3, -2.0, 1.0, 0.5]]])
     assert torch.equal(nm_keep(criteria.scores(x1, "clact"), 2, 4), nm_keep(x1.abs(), 2, 4))
@@ -201,7 +203,7 @@ def test_sparsified_linears_compute_on_the_simulators_mask(tiny, pattern, criter
         if criterion in ("amber", "weight-aware"):
             sc = sc * s.factor
         elif criterion == "clact":
-            sc = sc * x.abs().norm(dim=1, keepdim=True)
+            sc = sc * x.abs().norm(dim=1, keepdim=True) / x.abs().norm(dim=2, keepdim=True)
         flat = sc.reshape(-1, x.shape[-1]).double().numpy()
         keep = nm.topk_mask(flat, pat.density) if pat.kind == "unstructured" else nm.nm_mask(flat, pat.n, pat.m)
         keep = torch.from_numpy(keep).reshape(x.shape)
@@ -418,6 +420,13 @@ def app():
         (["--layers", "3-1"], "runs backwards"),
         (["--model", "/nonexistent/model"], "not found"),
         (["--text", "/nonexistent.txt"], "/nonexistent.txt"),
+        (["--pattern", "unstructured1.5"], "density must be in (0, 1]"),
+        (["--pattern", "unstructured0"], "density must be in (0, 1]"),
+        (["--pattern", "teal1.2"], "sparsity must be in (0, 1)"),
+        (["--pattern", "0:4"], "'0:4'"),
+        (["--pattern", "5:4"], "'5:4'"),
+        (["--pattern", "8:16", "--criterion", "larosa", "--mitigation", "static-shift"], "criterion 'larosa'"),
+        (["--gen-tokens", "-1"], "--gen-tokens -1"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(app, args, needle, tmp_path):
@@ -507,3 +516,96 @@ def test_cli_module_and_spec_import_no_torch_and_simulator_never_imports_accurac
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_cli_model_that_is_not_a_causal_lm_exits_2(app, tmp_path):
+    """A Hugging Face directory holding a non-causal model (BERT config) and a .gguf file of junk bytes."""
+    from typer.testing import CliRunner
+
+    bert = tmp_path / "bert"
+    transformers.BertConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+    ).save_pretrained(bert)
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file at all" * 10)
+    for model in (bert, junk):
+        res = CliRunner().invoke(app, ["eval", "--model", str(model), "--out", str(tmp_path / "o.json")])
+        assert res.exit_code == 2, res.output
+        err = res.stderr.strip()
+        assert err.startswith("error:") and str(model) in err and "cannot load model" in err and "\n" not in err
+        assert not (tmp_path / "o.json").exists()
+
+
+def test_cli_too_few_tokens_for_the_windows_names_the_option(app, tiny, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import accelsim.hf
+
+    model, _ = tiny
+
+    class Tok:
+        def __call__(self, text, **kw):
+            return {"input_ids": [len(w) % 100 for w in text.split()]}
+
+    lm = accelsim.hf.LoadedModel(model=model, tokenizer=Tok(), name="tiny", source="/x/tiny", sha256="0")
+    monkeypatch.setattr(accelsim.hf, "load_model", lambda *a, **k: lm)
+    monkeypatch.setattr(accelsim.hf, "resolve_model", lambda *a, **k: (tmp_path, None))
+    text = tmp_path / "short.txt"
+    text.write_text("word " * 300)
+    res = CliRunner().invoke(app, ["eval", "--text", str(text), "--windows", "2", "--out", str(tmp_path / "o.json")])
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip()
+    assert err.startswith("error:") and "--windows <= 0" in err and "\n" not in err
+    assert not (tmp_path / "o.json").exists()
+
+
+# ------------------------------------------------------------------------------------ WINA and LaRoSA
+def test_wina_is_the_weight_aware_gate():
+    assert parse_criterion("wina") == parse_criterion("WINA") == "weight-aware"
+
+
+def test_larosa_rotations_are_orthogonal_shared_and_the_linear_runs_on_the_rotated_mask(tiny):
+    from accelsim.accuracy.rotation import collect_rotations, install_rotations
+
+    model, ids = tiny
+    sp = Sparsifier(model, RunSpec(parse_pattern("4:8"), "larosa", "none"))
+    rot = collect_rotations(model, sp.sites, ids[:3])
+    assert rot["tokens"] == 3 * ids.shape[1]
+    by = {(s.layer, s.kind): rot["rotations"][s.name] for s in sp.sites}
+    for layer in (0, 1):
+        assert by[(layer, "q")] is by[(layer, "k")] is by[(layer, "v")]
+        assert by[(layer, "gate")] is by[(layer, "up")] and by[(layer, "gate")] is not by[(layer, "q")]
+    for q in rot["rotations"].values():
+        torch.testing.assert_close(q.T @ q, torch.eye(q.shape[0]), atol=1e-5, rtol=0)
+    install_rotations(sp.sites, rot["rotations"])
+    seen, handles = _record_io(sp.sites)
+    try:
+        with sp, torch.no_grad():
+            model(input_ids=ids[:2])
+    finally:
+        for h in handles:
+            h.remove()
+    for s in sp.sites:
+        x, y = seen[s.name][0]
+        w, q = s.module.weight.detach(), s.rotation
+        torch.testing.assert_close(F.linear(x @ q, w @ q), F.linear(x, w), rtol=1e-4, atol=1e-5)  # Q Q^T = I
+        xr = x @ q
+        keep = torch.from_numpy(nm.nm_mask(xr.abs().reshape(-1, x.shape[-1]).double().numpy(), 4, 8)).reshape(x.shape)
+        torch.testing.assert_close(y, F.linear(xr * keep, w @ q), rtol=1e-4, atol=1e-5)
+    # the first principal direction carries the largest second moment of the calibration inputs
+    s0 = sp.sites[0]
+    calib_x = []
+    h = s0.module.register_forward_pre_hook(lambda m, a: calib_x.append(a[0].detach().reshape(-1, a[0].shape[-1])))
+    with torch.no_grad():
+        for w in range(3):
+            model(input_ids=ids[w : w + 1])
+    h.remove()
+    energy = (torch.cat(calib_x) @ s0.rotation).pow(2).sum(0)
+    assert torch.all(energy[:-1] >= energy[1:] - 1e-5 * energy[0])  # (rank-deficient tail: rounding noise)
+
+
+def test_uncalibrated_larosa_is_an_error(tiny):
+    model, ids = tiny
+    with pytest.raises(RuntimeError, match="LaRoSA rotation is not calibrated"):
+        with Sparsifier(model, RunSpec(parse_pattern("2:4"), "larosa")), torch.no_grad():
+            model(input_ids=ids[:1])

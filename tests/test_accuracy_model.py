@@ -184,3 +184,35 @@ def test_eval_command_writes_joinable_records(smollm2, monkeypatch, tmp_path):
     assert recs["smollm2-135m|dense|none|none"]["ppl"] == r["dense_ppl"]
     assert recs["smollm2-135m|dense|none|none"]["token_agreement"] == 1.0
     assert r["realized_density"]["mean"] == 0.5
+
+
+def _site_masks(model, window, spec, names):
+    """The keep-masks the Sparsifier applies to the inputs of ``names`` (its own transform on the real inputs)."""
+    sp = Sparsifier(model, spec)
+    xs = _linear_inputs(model, window, names)
+    out = {}
+    for n in names:
+        site = next(s for s in sp.sites if s.name == n)
+        x = xs[n]
+        out[n] = (sp._transform(x, site)[0] != 0) | (x == 0)
+    return xs, out
+
+
+def test_clact_is_not_amber_on_real_activations(smollm2, windows):
+    """The paper's public code routes CLACT through its Amber pruner; accelsim's ``clact`` is the published
+    score |X_ij| * ||X[:, j]|| / ||X[i, :]|| (float64 by hand here, lower-index ties) and differs from Amber's mask."""
+    ev, _ = windows
+    names = ["model.layers.3.self_attn.q_proj", "model.layers.3.mlp.down_proj", "model.layers.20.mlp.up_proj"]
+    model = smollm2.model
+    xs, clact = _site_masks(model, ev[:1, :256], RunSpec(parse_pattern("8:16"), "clact"), names)
+    _, amber = _site_masks(model, ev[:1, :256], RunSpec(parse_pattern("8:16"), "amber"), names)
+    _, mag = _site_masks(model, ev[:1, :256], RunSpec(parse_pattern("8:16"), "magnitude"), names)
+    for n in names:
+        x = xs[n][0].double()
+        score = x.abs() * x.norm(dim=0, keepdim=True) / x.norm(dim=1, keepdim=True)
+        want = torch.from_numpy(nm.nm_mask(score.numpy(), 8, 16))
+        assert torch.equal(clact[n][0], want), n
+        frac_amber = (clact[n] != amber[n]).double().mean().item()
+        frac_mag = (clact[n] != mag[n]).double().mean().item()
+        assert frac_amber > 0.02, (n, frac_amber)  # a few % of the entries of a real input flip
+        assert frac_mag > 0.02, (n, frac_mag)  # and it is not magnitude either (prefill, 256 tokens)

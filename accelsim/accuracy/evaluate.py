@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from accelsim.accuracy.calibrate import fit_learnable, make_windows, static_shifts, tokenize
+from accelsim.accuracy.calibrate import bos_id, fit_learnable, make_windows, static_shifts, tokenize, with_bos
 from accelsim.accuracy.sparsify import Sparsifier
 from accelsim.accuracy.spec import KINDS, RunSpec
 
@@ -67,18 +67,21 @@ def _none_progress(label: str) -> None:
     return None
 
 
-def perplexity(model: Any, windows: torch.Tensor, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def perplexity(
+    model: Any, windows: torch.Tensor, progress: Callable[[int, int], None] | None = None, prefix: int = 0
+) -> dict[str, Any]:
     """``{"ppl", "nll", "tokens", "top1"}`` over ``windows [W, T]`` (one window per forward); ``top1`` is the
-    model's argmax next-token prediction at every scored position, ``[W, T - 1]``."""
+    model's argmax next-token prediction at every scored position, ``[W, T - 1 - prefix]``. The first
+    ``prefix`` tokens of a window (a BOS) are context only: the targets are tokens ``prefix + 1 .. T - 1``."""
     nll = 0.0
     count = 0
     top1 = []
     with torch.no_grad():
         for w in range(windows.shape[0]):
             ids = windows[w : w + 1]
-            logits = model(input_ids=ids, use_cache=False).logits[0, :-1].float()
-            nll += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum").double())
-            count += ids.shape[1] - 1
+            logits = model(input_ids=ids, use_cache=False).logits[0, prefix:-1].float()
+            nll += float(torch.nn.functional.cross_entropy(logits, ids[0, prefix + 1 :], reduction="sum").double())
+            count += ids.shape[1] - 1 - prefix
             top1.append(logits.argmax(-1))
             if progress:
                 progress(w + 1, windows.shape[0])
@@ -87,7 +90,11 @@ def perplexity(model: Any, windows: torch.Tensor, progress: Callable[[int, int],
 
 
 def forced_agreement(
-    model: Any, tokenizer: Any, prompts: Sequence[str], continuations: Sequence[Sequence[int]]
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    continuations: Sequence[Sequence[int]],
+    bos: int | None = None,
 ) -> float:
     """Teacher-forced agreement: along each reference continuation, the fraction of positions where the
     model's argmax next token equals the reference token, the prefix being the prompt plus the reference
@@ -95,7 +102,7 @@ def forced_agreement(
     eq = tot = 0
     with torch.no_grad():
         for p, cont in zip(prompts, continuations, strict=True):
-            pre = tokenize(tokenizer, p)
+            pre = tokenize(tokenizer, p, bos)
             ids = torch.cat([pre, torch.tensor(cont[:-1], dtype=torch.long)])[None, :]
             logits = model(input_ids=ids, use_cache=False).logits[0, pre.numel() - 1 :]
             pred = logits.argmax(-1)
@@ -104,12 +111,14 @@ def forced_agreement(
     return eq / tot
 
 
-def greedy_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], new_tokens: int) -> list[list[int]]:
-    """Greedy continuations (token ids) of each prompt, ``new_tokens`` long, with the KV cache."""
+def greedy_continuations(
+    model: Any, tokenizer: Any, prompts: Sequence[str], new_tokens: int, bos: int | None = None
+) -> list[list[int]]:
+    """Greedy continuations (token ids) of each prompt (after ``bos`` if given), ``new_tokens`` long, KV cache."""
     out: list[list[int]] = []
     with torch.no_grad():
         for p in prompts:
-            ids = tokenize(tokenizer, p)[None, :]
+            ids = tokenize(tokenizer, p, bos)[None, :]
             res = model(input_ids=ids, use_cache=True)
             toks: list[int] = []
             for i in range(new_tokens):
@@ -172,7 +181,12 @@ class _Loaded:
     eval_windows: torch.Tensor
     calib_windows: torch.Tensor
     load_s: float
+    bos: int | None = None  # prepended to every window and prompt (tokenizers that add a BOS by default)
     cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> int:
+        return 0 if self.bos is None else 1
 
 
 class Evaluator:
@@ -202,8 +216,19 @@ class Evaluator:
             text, text_sha, label = read_text(self.s.text)
             ids = tokenize(lm.tokenizer, text)
             ev, ca = make_windows(ids, self.s.windows, self.s.seq_len, max(self.s.calib_windows, self.s.greedy_windows))
+            bos = bos_id(lm.tokenizer)
             self._state = _Loaded(
-                lm.model, lm.tokenizer, lm.name, lm.sha256, lm.source, text_sha, label, ev, ca, load_s
+                lm.model,
+                lm.tokenizer,
+                lm.name,
+                lm.sha256,
+                lm.source,
+                text_sha,
+                label,
+                with_bos(ev, bos),
+                with_bos(ca, bos),
+                load_s,
+                bos,
             )
             self.log(
                 f"model {lm.name} ({load_s:.1f} s), {ids.numel()} text tokens, {ev.shape[0]}x{ev.shape[1]} eval, "
@@ -229,10 +254,10 @@ class Evaluator:
             return st.cache["dense"]
         t0 = time.perf_counter()
         bar = self._bar("dense ppl")
-        ppl = perplexity(st.model, st.eval_windows, bar)
+        ppl = perplexity(st.model, st.eval_windows, bar, st.prefix)
         self._close(bar)
         t1 = time.perf_counter()
-        cont = greedy_continuations(st.model, st.tokenizer, self.s.prompts, self.s.gen_tokens)
+        cont = self._generate(st)
         t2 = time.perf_counter()
         st.cache["dense"] = {
             "ppl": ppl["ppl"],
@@ -264,6 +289,12 @@ class Evaluator:
             self._close(bar)
             st.cache["hist_s"] = time.perf_counter() - t0
         return st.cache["hist"]
+
+    def _generate(self, st: _Loaded) -> list[list[int]]:
+        """Greedy continuations of the prompts, or none when ``gen_tokens`` is 0 (perplexity-only rows)."""
+        if not self.s.gen_tokens:
+            return []
+        return greedy_continuations(st.model, st.tokenizer, self.s.prompts, self.s.gen_tokens, st.bos)
 
     # -- one spec -------------------------------------------------------------------------------------
     def run(self, spec: RunSpec) -> dict[str, Any]:
@@ -322,6 +353,18 @@ class Evaluator:
                 else:
                     for name, t in uniform_thresholds(sp.sites, hists, target).items():
                         next(s for s in sp.sites if s.name == name).threshold = t
+            if spec.criterion == "larosa":
+                from accelsim.accuracy.rotation import collect_rotations, install_rotations
+
+                if "rot" not in st.cache:
+                    bar = self._bar("LaRoSA rotations")
+                    st.cache["rot"] = collect_rotations(
+                        st.model, sp.sites, st.calib_windows[: self.s.calib_windows], bar
+                    )
+                    self._close(bar)
+                    calib_s += st.cache["rot"]["seconds"]
+                install_rotations(sp.sites, st.cache["rot"]["rotations"])
+                extra["rotation_tokens"] = st.cache["rot"]["tokens"]
             timings["calibrate"] = calib_s
             with sp:
                 if spec.mitigation in ("learnable", "var-learnable"):
@@ -350,18 +393,22 @@ class Evaluator:
                 sp.reset_stats()
                 t1 = time.perf_counter()
                 bar = self._bar(f"{spec.pattern.label} {spec.criterion_label} {spec.mitigation_label}")
-                res = perplexity(st.model, st.eval_windows, bar)
+                res = perplexity(st.model, st.eval_windows, bar, st.prefix)
                 self._close(bar)
                 ppl_val = res["ppl"]
                 top1_agree = float((res["top1"] == dense["top1"]).double().mean())
                 realized = sp.realized_density()
                 t2 = time.perf_counter()
-                cont = greedy_continuations(st.model, st.tokenizer, self.s.prompts, self.s.gen_tokens)
-                forced = forced_agreement(st.model, st.tokenizer, self.s.prompts, dense["continuations"])
+                cont = self._generate(st)
+                forced = (
+                    forced_agreement(st.model, st.tokenizer, self.s.prompts, dense["continuations"], st.bos)
+                    if self.s.gen_tokens
+                    else None
+                )
                 t3 = time.perf_counter()
             timings["ppl"] = t2 - t1
             timings["generate"] = t3 - t2
-        tok_agree, prefix_agree = agreement(dense["continuations"], cont)
+        tok_agree, prefix_agree = agreement(dense["continuations"], cont) if self.s.gen_tokens else (None, None)
         timings["total"] = time.perf_counter() - t_start
         if spec.is_dense:  # measured once in dense(), before t_start
             timings["total"] += timings["ppl"] + timings["generate"]
@@ -389,6 +436,7 @@ class Evaluator:
             "windows": self.s.windows,
             "seq_len": self.s.seq_len,
             "eval_tokens": self.s.windows * (self.s.seq_len - 1),
+            "bos_prefix": st.bos is not None,
             "calib_windows": self.s.calib_windows,
             "text": st.text_label,
             "text_sha256": st.text_sha256,

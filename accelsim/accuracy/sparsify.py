@@ -6,6 +6,9 @@ sparsifier:``, replaces their ``forward`` by: transform the input (criterion -> 
 input-side mitigations), run the original linear, apply the output-side mitigation (learnable diagonal scale
 and shift). Leaving the block restores the original forwards. The weights are never changed.
 
+For the ``larosa`` criterion the input is first rotated (``x Q``) and the linear uses the folded ``W Q``
+(``accelsim.accuracy.rotation``).
+
 Projections that read the same tensor (q/k/v, gate/up) share the work: the transformed input is cached for
 the tensor object last seen and reused when the next projection brings the same object with the same
 input-side parameters (mask factor, shift, threshold), so the mask of an activation-only criterion is
@@ -42,6 +45,8 @@ class Site:
     threshold: float | None = None  # TEAL threshold on |x| (keep |x| > threshold)
     scale: torch.Tensor | None = None  # learnable a (y * (1 + a) + b)
     shift: torch.Tensor | None = None  # learnable b
+    rotation: torch.Tensor | None = None  # LaRoSA: orthogonal Q [K, K]; the input is sparsified as x Q
+    rot_weight: torch.Tensor | None = None  # LaRoSA: W Q, folded offline
     kept: int = 0  # statistics: kept input entries
     seen: int = 0  # statistics: input entries
     _forward: Any = field(default=None, repr=False)
@@ -146,7 +151,7 @@ class Sparsifier:
             if not self.enabled or self.spec.pattern.kind == "dense":
                 return F.linear(x, mod.weight, mod.bias)
             xs = self.transform(x, site)
-            y = F.linear(xs, mod.weight, mod.bias)
+            y = F.linear(xs, mod.weight if site.rotation is None else site.rot_weight, mod.bias)
             if site.scale is not None:
                 y = apply_affine(y, site.scale, site.shift)
             return y
@@ -156,7 +161,12 @@ class Sparsifier:
     # -- the input transform ----------------------------------------------------------------------------
     def transform(self, x: torch.Tensor, site: Site) -> torch.Tensor:
         """The sparsified (and input-side mitigated) input of ``site`` for ``x``."""
-        key = (id(site.factor) if site.factor is not None else None, site.eta, site.threshold)
+        key = (
+            id(site.factor) if site.factor is not None else None,
+            site.eta,
+            site.threshold,
+            id(site.rotation) if site.rotation is not None else None,
+        )
         c = self._cache
         if c is not None and c[0] is x and c[1] == key:
             xs, kept = c[2], c[3]
@@ -172,6 +182,10 @@ class Sparsifier:
         spec = self.spec
         pat = spec.pattern
         mit = spec.mitigation
+        if spec.criterion == "larosa":
+            if site.rotation is None:
+                raise RuntimeError(f"{site.name}: LaRoSA rotation is not calibrated (run rotation.collect_rotations)")
+            x = x @ site.rotation.to(x.dtype)  # the rotated input; the linear then uses W Q
         if mit == "median-shift":
             eta: torch.Tensor | float | None = token_median(x.detach())
         elif mit == "static-shift":

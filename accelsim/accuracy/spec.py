@@ -25,6 +25,7 @@ __all__ = [
     "Pattern",
     "RunSpec",
     "SUITES",
+    "DENSITY_FAMILIES",
     "expand_suite",
     "SpecError",
     "parse_pattern",
@@ -39,8 +40,10 @@ __all__ = [
 CRITERIA: dict[str, str] = {
     "magnitude": "|x|",
     "amber": "|x| * f_j, f_j = ||W_hat[:, j]|| / min_k ||W_hat[:, k]||, W_hat = (W - mu) / sigma (Amber Pruner)",
-    "weight-aware": "|x| * ||W[:, j]||_2",
-    "clact": "|x_ij| * ||X[:, j]||_2 over the tokens of the sequence (prefill only; non-causal)",
+    "weight-aware": "|x| * ||W[:, j]||_2 (WINA's gate, arXiv 2505.19427; alias wina)",
+    "clact": "|x_ij| * ||X[:, j]||_2 / ||X[i, :]||_2, column norm over the tokens of the sequence (CLACT, "
+    "arXiv 2509.22166; prefill only, non-causal)",
+    "larosa": "|(x Q)_j| with Q the PCA rotation of the calibration inputs, linear on W Q (LaRoSA, ICML 2025)",
 }
 MITIGATIONS: dict[str, str] = {
     "none": "no correction",
@@ -136,7 +139,12 @@ def parse_pattern(text: str) -> Pattern:
 
 def parse_criterion(text: str) -> str:
     t = str(text).strip().lower().replace("_", "-")
-    t = {"weight_aware": "weight-aware", "wa": "weight-aware", "weightaware": "weight-aware"}.get(t, t)
+    t = {
+        "weight_aware": "weight-aware",
+        "wa": "weight-aware",
+        "weightaware": "weight-aware",
+        "wina": "weight-aware",
+    }.get(t, t)
     if t not in CRITERIA:
         raise SpecError(f"unknown criterion {text!r}; allowed: {', '.join(CRITERIA)}")
     return t
@@ -227,6 +235,11 @@ class RunSpec:
                 f"criterion {self.criterion!r} with pattern {self.pattern.label!r}: TEAL thresholds |x|; "
                 "allowed: magnitude"
             )
+        if self.criterion == "larosa" and self.mitigation not in ("none", "var"):
+            raise SpecError(
+                f"mitigation {self.mitigation!r} with criterion 'larosa': the rotated input has no shift or fitted "
+                "epilogue here; allowed: none, var"
+            )
         if self.pattern.kind == "teal" and self.mitigation in ("median-shift", "static-shift"):
             raise SpecError(
                 f"mitigation {self.mitigation!r} with pattern {self.pattern.label!r}: TEAL thresholds are calibrated "
@@ -284,6 +297,13 @@ def expand(patterns: list[str], criteria: list[str], mitigations: list[str]) -> 
     return specs, skipped
 
 
+#: N:M patterns of each density (kept fraction) of the density sweep, one per group size m = 4, 8, 16, 32.
+DENSITY_FAMILIES: dict[float, list[str]] = {
+    0.25: ["1:4", "2:8", "4:16", "8:32"],
+    0.5: ["2:4", "4:8", "8:16", "16:32"],
+    0.75: ["3:4", "6:8", "12:16", "24:32"],
+}
+
 #: Named sets of rows. ``docs-table`` is the table of ``docs/accuracy.md`` (issue 4): every N:M pattern and
 #: unstructured 50 % with the magnitude criterion under each mitigation, the other criteria without
 #: mitigation at 2:4 and 8:16, TEAL at 50 % with uniform and greedy allocation, and dense.
@@ -297,6 +317,28 @@ SUITES: dict[str, list[tuple[list[str], list[str], list[str]]]] = {
         ),
         (["2:4", "8:16"], ["amber", "weight-aware", "clact"], ["none"]),
         (["teal0.5", "teal0.5-greedy"], ["magnitude"], ["none"]),
+    ],
+    # Issue 15: perplexity against density, magnitude criterion, without and with VAR (the best mitigation that
+    # needs neither calibration nor fitting). N:M families at 25 / 50 / 75 % kept, unstructured and TEAL.
+    "density": [
+        (["dense"], ["magnitude"], ["none"]),
+        (
+            [p for fam in DENSITY_FAMILIES.values() for p in fam]
+            + ["unstructured0.25", "unstructured0.5", "unstructured0.75"],
+            ["magnitude"],
+            ["none", "var"],
+        ),
+        (["teal0.75", "teal0.5", "teal0.25"], ["magnitude"], ["none", "var"]),
+    ],
+    # Issue 15: stronger training-free baselines at the same densities: WINA's gate (weight-aware) and LaRoSA
+    # (PCA rotation), per-token top-k and N:M with m = 16, plus magnitude N:M m = 16 for reference.
+    "baselines": [
+        (["dense"], ["magnitude"], ["none"]),
+        (
+            ["unstructured0.25", "unstructured0.5", "unstructured0.75", "4:16", "8:16", "12:16"],
+            ["weight-aware", "larosa"],
+            ["none"],
+        ),
     ],
     "ci": [
         (["dense", "2:4", "4:8", "8:16", "16:32", "unstructured0.5"], ["magnitude"], ["none"]),

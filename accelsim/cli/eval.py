@@ -29,7 +29,10 @@ def eval_cmd(
         "teal0.5, teal0.5-greedy.",
     ),
     criterion: list[str] = typer.Option(
-        ["magnitude"], "--criterion", "-c", help="Selection criteria (list): magnitude, amber, weight-aware, clact."
+        ["magnitude"],
+        "--criterion",
+        "-c",
+        help="Selection criteria (list): magnitude, amber, weight-aware (= wina), clact, larosa.",
     ),
     mitigation: list[str] = typer.Option(
         ["none"],
@@ -57,7 +60,9 @@ def eval_cmd(
     kinds: str = typer.Option("all", "--kinds", help="Projections to sparsify: all or a list of q,k,v,o,gate,up,down."),
     layers: str = typer.Option("all", "--layers", help="Decoder layers to sparsify: all or e.g. 0-3,7."),
     text: str = typer.Option("pydoc", "--text", help="Evaluation text: 'pydoc' (pydoc_data.topics) or a UTF-8 file."),
-    gen_tokens: int = typer.Option(32, "--gen-tokens", help="New tokens per prompt for the generative score."),
+    gen_tokens: int = typer.Option(
+        32, "--gen-tokens", help="New tokens per prompt for the generative score (0: perplexity and top-1 only)."
+    ),
     fit_epochs: int = typer.Option(2, "--fit-epochs", help="Passes over the calibration windows (learnable fit)."),
     fit_lr: float = typer.Option(2e-3, "--fit-lr", help="Adam learning rate of the learnable fit."),
     greedy_windows: int = typer.Option(1, "--greedy-windows", help="Calibration windows for TEAL's greedy search."),
@@ -93,7 +98,7 @@ def eval_cmd(
         ("--windows", windows, 1),
         ("--seq-len", seq_len, 2),
         ("--calib-windows", calib_windows, 1),
-        ("--gen-tokens", gen_tokens, 1),
+        ("--gen-tokens", gen_tokens, 0),
         ("--fit-epochs", fit_epochs, 1),
         ("--greedy-windows", greedy_windows, 1),
         ("--threads", threads, 1),
@@ -165,7 +170,7 @@ def eval_cmd(
         log(
             f"[{i}/{len(specs)}] {rec['pattern']:>16} {rec['criterion']:>12} {rec['mitigation']:>13}  "
             f"ppl {rec['ppl']:9.3f}  (dense {rec['dense_ppl']:.3f}, +{rec['delta_ppl']:.3f})  "
-            f"agree {rec['token_agreement']:.3f}  {rec['timings_s']['total']:.0f} s"
+            f"agree {_num(rec['token_agreement'])}  {rec['timings_s']['total']:.0f} s"
         )
     _print_table(rows)
     _out.print(f"{len(rows)} row(s) merged into {out_path} in {time.perf_counter() - t0:.0f} s")
@@ -174,6 +179,10 @@ def eval_cmd(
 
         update_markdown(report, load_records(out_path), rows[0]["model"])
         _out.print(f"tables of {out_path} written into {report}")
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def _num_layers(model: Any) -> int:
@@ -205,8 +214,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
             r["mitigation"],
             f"{r['ppl']:.3f}",
             f"{r['delta_ppl']:+.3f}",
-            f"{r['token_agreement']:.3f}",
-            f"{r['forced_agreement']:.3f}",
+            _num(r["token_agreement"]),
+            _num(r["forced_agreement"]),
             f"{r['top1_agreement']:.3f}",
             f"{r['timings_s']['total']:.0f}",
         )
