@@ -172,6 +172,8 @@ def test_kv_bytes_closed_form_7b_4k(hw):
     macs = parts["attn_qk"]["dense_macs"] + parts["attn_pv"]["dense_macs"]
     assert macs == 2 * 32 * 32 * 128 * 4096  # QK^T + PV MACs of one query token
     assert parts["attn_qk"]["cycles"] > 0 and parts["attn_pv"]["cycles"] > 0
+    int8 = simulate_attention(attention_hw(hw, 1, 2), attention_shapes(arch, batch=2, past=4095, queries=1))
+    assert int8["attn_qk"]["dram_weight_bytes"] + int8["attn_pv"]["dram_weight_bytes"] == 2 * 32 * 32 * 128 * 4096 * 2
 
 
 def test_gqa_and_sliding_window_shapes():
