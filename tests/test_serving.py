@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from accelsim.cli import app
@@ -170,6 +172,8 @@ def test_kv_bytes_closed_form_7b_4k(hw):
     macs = parts["attn_qk"]["dense_macs"] + parts["attn_pv"]["dense_macs"]
     assert macs == 2 * 32 * 32 * 128 * 4096  # QK^T + PV MACs of one query token
     assert parts["attn_qk"]["cycles"] > 0 and parts["attn_pv"]["cycles"] > 0
+    int8 = simulate_attention(attention_hw(hw, 1, 2), attention_shapes(arch, batch=2, past=4095, queries=1))
+    assert int8["attn_qk"]["dram_weight_bytes"] + int8["attn_pv"]["dram_weight_bytes"] == 2 * 32 * 32 * 128 * 4096 * 2
 
 
 def test_gqa_and_sliding_window_shapes():
@@ -414,3 +418,33 @@ def test_gemma_sliding_layers_read_at_most_their_window(hw):
     lm = rec["prefill"]["by_kind"]["lm_head"]
     assert lm["dram_bytes"] >= 640 * 262144 * 2 / 2  # at least the kept half of the 640 x 262144 bf16 rows
     assert lm["cycles"] < rec["decode_step"]["by_kind"]["lm_head"]["cycles"]  # 1 token, not 2
+
+
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=12),
+    st.sampled_from(["bf16", "int8", "int4", "fp8"]), st.lists(st.integers(), max_size=3),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from([*Scenario.model_fields, "bogus"]), _VALUES, max_size=8))
+def test_any_scenario_mapping_loads_or_fails_in_one_line(tmp_path_factory, raw):
+    p = tmp_path_factory.mktemp("fz") / "f.yaml"
+    p.write_text(json.dumps(raw))  # JSON is YAML (NaN/Infinity read back as strings)
+    try:
+        sc = load_scenario(p)
+    except ScenarioError as exc:
+        assert "\n" not in str(exc) and str(p) in str(exc)
+    else:
+        assert sc.batch >= 1 and (sc.context_tokens is not None) != (sc.prompt_tokens is not None)
+
+
+def test_serving_outputs_are_byte_identical(tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        r = _run("--trace", str(DEC32), "--scenario", str(SCEN / "decode_b16_int4.yaml"), "--out", str(out))
+        assert r.exit_code == 0, r.output
+        outs.append(out)
+    for f in ("serving.json", "serving_breakdown.csv"):
+        assert (outs[0] / f).read_bytes() == (outs[1] / f).read_bytes()

@@ -166,10 +166,12 @@ def compare_scenario(paths: list[Path], scenario: Path, trace: Path, prefill: Pa
     df = flat.reindex(columns=list(COMPARE_COLS))
     t = Table(title=f"{user_text(sc.name)} ({sc.mode}, batch {sc.batch}) on {user_text(trace.name)}: decode step "
               "shares of attention and lm_head")  # fmt: skip
-    for c in COMPARE_COLS:
-        t.add_column(c.replace("_", " "), justify="left" if c in ("config", "pattern") else "right")
-    for _, r in df.iterrows():
-        t.add_row(*(_cell(r[c]) for c in COMPARE_COLS))
+    cells = [[_cell(r[c]) for c in COMPARE_COLS] for _, r in df.iterrows()]
+    for i, c in enumerate(COMPARE_COLS):  # names and numbers never wrap; headers wrap at the underscores
+        t.add_column(c.replace("_", " "), justify="left" if c in ("config", "pattern") else "right",
+                     min_width=max(len(row[i]) for row in cells))  # fmt: skip
+    for row in cells:
+        t.add_row(*row)
     out_console.print(t)
     if out is not None:
         written = write_atomic(
