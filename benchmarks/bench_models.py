@@ -294,7 +294,7 @@ def _target_met(target: dict[str, float], cases: list[dict[str, Any]], one_pass_
 
 def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--model-repeat", type=int, default=3, help="repeats per whole-model case (default 3)")
-    ap.add_argument("--prefill512-repeat", type=int, default=1, help="repeats of the 7B 512-token prefill")
+    ap.add_argument("--prefill512-repeat", type=int, default=3, help="repeats of the 7B 512-token prefill")
     ap.add_argument(
         "--prefill512-configs",
         default="dense,nm8_16",

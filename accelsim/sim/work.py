@@ -25,7 +25,7 @@ from accelsim.nm import (
     topk_mask,
 )
 from accelsim.sim.actions import Action
-from accelsim.sim.operands import distinct_per_bin, nm_instruction_rows, unstructured_instruction_rows
+from accelsim.sim.operands import distinct_per_bin, nm_instruction_rows, nonzero_rc, unstructured_instruction_rows
 from accelsim.sim.tiling import Tiling, choose_tiling
 
 #: Compute-tile breakdown columns (cycles); their sum is the tile's cycles.
@@ -574,7 +574,7 @@ def _benes_tile(hw: HwConfig, mk, bits: float, o_sizes: np.ndarray):
     """
     pr, mm, sp = hw.precision, hw.array.mma, hw.sparsity
     P = hw.peak_macs_per_cycle  # noqa: N806
-    tok, ch = np.nonzero(mk)
+    tok, ch = nonzero_rc(mk)
     kept = len(ch)
     passes = -(-kept // P)
     if passes:
