@@ -195,7 +195,10 @@ def plot_rows(rows: Sequence[dict], path: Path) -> None:
         ax.set_title(f"N:M compressor and decoder lane: {title}")
         ax.grid(True, which="both", alpha=0.3)
     ax_a.set_yscale("log")
-    ax_d.legend(fontsize=7, loc="upper left")
+    if series:
+        ax_d.legend(fontsize=7, loc="upper left")
+    else:
+        ax_a.text(0.5, 0.5, "no synthesised cell (all over the time box)", ha="center", transform=ax_a.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=120, metadata={"Software": None})
     plt.close(fig)
