@@ -158,3 +158,15 @@ def test_table_same_bytes_twice_and_time_box_reported(tmp_path):
     assert r.exit_code == 0, r.output
     rows = (tmp_path / "c" / "synth_table.csv").read_text().splitlines()[1:]
     assert rows and all(",> 0.001 s," in ln for ln in rows)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [(["--pipeline-depth", "99"], "--pipeline-depth"), (["--block", "packer", "--format", "csr"], "--format")],
+)
+def test_bad_input_is_named_before_a_missing_extra(monkeypatch, args, needle):
+    """Without amaranth installed a bad parameter is still the error reported (the checks need no amaranth)."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "amaranth" else real(name, *a))
+    r = runner.invoke(app, ["rtl", "synth", *args])
+    assert r.exit_code == 2 and needle in r.output and "amaranth" not in r.output, r.output
