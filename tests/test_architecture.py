@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "accuracy": 3,  # the perplexity path: beside the simulator, never imported by it
     "cost": 4,
     "explore": 5,
+    "rtl": 5,  # amaranth RTL of the N:M blocks, synthesis, calibration against cost (extra .[rtl])
     "report": 6,
     "api": 7,
     "cli": 8,
