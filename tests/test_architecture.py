@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "cost": 4,
     "explore": 5,
     "serving": 5,  # serving scenarios: metrics over sim runs, attention sites, datatypes
-    "rtl": 5,  # amaranth RTL of the N:M blocks, synthesis and area calibration (optional extra)
+    "rtl": 5,  # amaranth RTL of the N:M blocks, synthesis, calibration against cost (extra .[rtl])
     "report": 6,
     "api": 7,
     "cli": 8,

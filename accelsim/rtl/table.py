@@ -15,7 +15,8 @@ import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from accelsim.rtl.params import ARCHS, RtlParamError, check_spec, require_amaranth, require_yosys
+from accelsim.rtl.params import ARCHS, FORMATS, RtlParamError, check_spec, require_amaranth, require_yosys
+from accelsim.rtl.plan import compressor_layers
 
 __all__ = ["BLOCKS", "TABLE_PATTERNS", "TABLE_WIDTHS", "TABLE_COLUMNS", "build_block", "synth_cell", "table_cells"]
 
@@ -43,6 +44,10 @@ def build_block(block: str, pattern: str, width: int, arch: str = "compare_all",
     spec = check_spec(pattern, width, arch if block == "compressor" else None, stages)
     if stages and block != "compressor":
         raise RtlParamError(f"--pipeline-depth {stages}: only the compressor is pipelined (the {block} is one level)")
+    if block == "compressor" and stages > (layers := compressor_layers(arch, spec.n, spec.m)):
+        raise RtlParamError(f"--pipeline-depth {stages}: {arch} {pattern} has {layers} layers; allowed 0..{layers}")
+    if block in ("packer", "unpacker") and fmt not in FORMATS:
+        raise RtlParamError(f"--format {fmt!r}: allowed values are {', '.join(FORMATS)}")
     require_amaranth()
     if block == "compressor":
         from accelsim.rtl.compressor import Compressor
@@ -195,7 +200,10 @@ def plot_rows(rows: Sequence[dict], path: Path) -> None:
         ax.set_title(f"N:M compressor and decoder lane: {title}")
         ax.grid(True, which="both", alpha=0.3)
     ax_a.set_yscale("log")
-    ax_d.legend(fontsize=7, loc="upper left")
+    if series:
+        ax_d.legend(fontsize=7, loc="upper left")
+    else:
+        ax_a.text(0.5, 0.5, "no synthesised cell (all over the time box)", ha="center", transform=ax_a.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=120, metadata={"Software": None})
     plt.close(fig)
