@@ -638,3 +638,13 @@ def test_nm_apply_keeps_the_gradient_path_and_rejects_nan():
         masks.nm_apply(bad, 2, 4)
     with pytest.raises(ValueError, match="NaN"):
         masks.nm_mask(bad, 2, 4)
+
+
+def test_larosa_interleave_deals_the_principal_directions_over_the_groups():
+    from accelsim.accuracy.rotation import interleave
+
+    perm = interleave(8, 4)  # 2 groups of 4: ranks 0, 2, 4, 6 and 1, 3, 5, 7
+    assert perm.tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+    assert sorted(interleave(576, 16).tolist()) == list(range(576))
+    assert set(interleave(576, 16)[:16].tolist()) == {36 * j for j in range(16)}  # one of each tier of 36
+    assert interleave(576, None) is None and interleave(576, 576) is None and interleave(100, 8) is None
