@@ -15,7 +15,7 @@ transformers = pytest.importorskip("transformers")
 import torch.nn.functional as F  # noqa: E402
 
 from accelsim import nm  # noqa: E402
-from accelsim.accuracy import criteria, mitigations, spec  # noqa: E402
+from accelsim.accuracy import criteria, masks, mitigations, spec  # noqa: E402
 from accelsim.accuracy.calibrate import WindowError, fit_learnable, make_windows, static_shifts  # noqa: E402
 from accelsim.accuracy.evaluate import agreement, load_records, write_records  # noqa: E402
 from accelsim.accuracy.sparsify import Sparsifier  # noqa: E402
@@ -609,3 +609,42 @@ def test_uncalibrated_larosa_is_an_error(tiny):
     with pytest.raises(RuntimeError, match="LaRoSA rotation is not calibrated"):
         with Sparsifier(model, RunSpec(parse_pattern("2:4"), "larosa")), torch.no_grad():
             model(input_ids=ids[:1])
+
+
+# ---------------------------------------------------------------------------------- the compiled kernel
+@pytest.mark.parametrize(("n", "m"), [(2, 4), (1, 4), (3, 4), (8, 16), (16, 32), (3, 7), (24, 32), (5, 100)])
+def test_nm_apply_is_x_times_the_numpy_rules_mask(n, m):
+    rng = np.random.default_rng(n * 100 + m)
+    for levels in (3, 0):  # few levels: ties decide most groups; 0: continuous data
+        x = rng.integers(-levels, levels + 1, size=(2, 17, 100)) if levels else rng.standard_normal((2, 17, 100))
+        x = torch.from_numpy(x.astype(np.float32))
+        keep = torch.from_numpy(nm.nm_mask(x.abs().reshape(-1, 100).double().numpy(), n, m)).reshape(x.shape)
+        xs, kept = masks.nm_apply(x, n, m)
+        assert torch.equal(xs, x * keep) and kept == int(keep.sum())
+        sc = x.abs() * torch.linspace(0.5, 2.0, 100)  # separate scores (a static factor)
+        keep = torch.from_numpy(nm.nm_mask(sc.reshape(-1, 100).double().numpy(), n, m)).reshape(x.shape)
+        xs, kept = masks.nm_apply(x, n, m, sc)
+        assert torch.equal(xs, x * keep) and kept == int(keep.sum())
+
+
+def test_nm_apply_keeps_the_gradient_path_and_rejects_nan():
+    x = torch.randn(3, 16, requires_grad=True)
+    xs, _ = masks.nm_apply(x, 2, 4)
+    xs.sum().backward()
+    assert torch.equal(x.grad, masks.nm_mask(x.detach().abs(), 2, 4).float())
+    bad = torch.randn(2, 8)
+    bad[1, 5] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        masks.nm_apply(bad, 2, 4)
+    with pytest.raises(ValueError, match="NaN"):
+        masks.nm_mask(bad, 2, 4)
+
+
+def test_larosa_interleave_deals_the_principal_directions_over_the_groups():
+    from accelsim.accuracy.rotation import interleave
+
+    perm = interleave(8, 4)  # 2 groups of 4: ranks 0, 2, 4, 6 and 1, 3, 5, 7
+    assert perm.tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+    assert sorted(interleave(576, 16).tolist()) == list(range(576))
+    assert set(interleave(576, 16)[:16].tolist()) == {36 * j for j in range(16)}  # one of each tier of 36
+    assert interleave(576, None) is None and interleave(576, 576) is None and interleave(100, 8) is None

@@ -67,3 +67,37 @@ def test_update_markdown_rewrites_only_the_generated_section(tmp_path):
     assert text.startswith("# title\n\nprose before\n\n") and text.endswith("\nprose after\n")
     ppl_2_4 = recs["smollm2-135m|2:4|magnitude|none"]["ppl"]
     assert f"| 2:4 | {ppl_2_4:.2f} |" in text and text.count(BEGIN) == 1 and text.count(END) == 1
+
+
+DENSITY = ROOT / "docs" / "accuracy_density.json"
+DENSITY_MODELS = ("smollm2-135m",)  # Gemma-3-270M joins when its rows are in
+
+
+def test_docs_page_holds_the_density_tables_and_the_figure():
+    from accelsim.accuracy import density
+
+    recs = json.loads(DENSITY.read_text())["records"]
+    page = (ROOT / "docs" / "accuracy.md").read_text()
+    inner = page.split(density.BEGIN, 1)[1].split(density.END, 1)[0]
+    assert inner.strip() == density.tables(recs).strip(), (
+        "docs/accuracy.md is out of date: rerun python -m accelsim.accuracy.density ... --report docs/accuracy.md"
+    )
+    assert "](accuracy_density.png)" in page and (ROOT / "docs" / "accuracy_density.png").stat().st_size > 10_000
+    for model in DENSITY_MODELS:
+        for suite in ("density", "baselines"):
+            for spec in expand_suite(suite):
+                r = recs[spec.key(model)]
+                assert (r["windows"], r["seq_len"], r["text"]) == (4, 512, "pydoc_data.topics"), spec.key(model)
+
+
+def test_density_suite_covers_three_densities_and_every_family():
+    from accelsim.accuracy.spec import DENSITY_FAMILIES
+
+    keys = {s.key("m") for s in expand_suite("density")}
+    for d, fam in DENSITY_FAMILIES.items():
+        assert [int(p.split(":")[1]) for p in fam] == [4, 8, 16, 32]
+        for p in fam:
+            n, m = (int(v) for v in p.split(":"))
+            assert n / m == d
+            assert {f"m|{p}|magnitude|none", f"m|{p}|magnitude|var"} <= keys
+        assert f"m|unstructured{d:g}|magnitude|none" in keys and f"m|teal{1 - d:g}|magnitude|var" in keys

@@ -363,7 +363,7 @@ class Evaluator:
                     )
                     self._close(bar)
                     calib_s += st.cache["rot"]["seconds"]
-                install_rotations(sp.sites, st.cache["rot"]["rotations"])
+                install_rotations(sp.sites, st.cache["rot"]["rotations"], spec.pattern.m)
                 extra["rotation_tokens"] = st.cache["rot"]["tokens"]
             timings["calibrate"] = calib_s
             with sp:

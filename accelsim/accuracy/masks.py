@@ -6,18 +6,23 @@ score minus infinity, so a padding entry is never kept while a real entry is lef
 top-k is the same rule with one group spanning the row (``m = K``, ``n = round(density * K)``, at least 1).
 
 Both implementations give identical masks on the same scores, ties included
-(``tests/test_masks_equivalence.py``). This one is vectorised: the ``n``-th largest score of every group
-(``kthvalue``) is the threshold; entries above it are kept, and of the entries equal to it only the first
-``n - (#above)`` in channel order (a cumulative count), so no Python loop runs over groups or tokens. When no
-group has more than ``n`` entries at or above its threshold (the usual case on real activations) the mask is
-simply ``score >= threshold``.
+(``tests/test_masks_equivalence.py``). This one runs a compiled kernel (``accelsim.accuracy.nm_kernel``) on
+the CPU tensor's memory: per group the ``n``-th largest score is the threshold; entries above it are kept,
+and of the entries equal to it the first ones in channel order while room is left. ``nm_apply`` returns
+``x * mask`` and the kept count from one pass (the sparsifier's hot path).
+
+Scores are ranked in their own dtype when it is float32 or float64; float16/bfloat16 (and integer) scores
+are upcast to float32 first, which is exact.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-__all__ = ["nm_mask", "topk_mask", "topk_n"]
+from accelsim.accuracy.nm_kernel import select_apply
+
+__all__ = ["nm_mask", "nm_apply", "topk_mask", "topk_n"]
 
 
 def _check_nm(n: int, m: int) -> None:
@@ -25,6 +30,13 @@ def _check_nm(n: int, m: int) -> None:
         raise TypeError(f"n and m must be integers, got n={n!r}, m={m!r}")
     if m < 1 or n < 1 or n > m:
         raise ValueError(f"N:M needs 1 <= n <= m, got {n}:{m}")
+
+
+def _as_kernel_array(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    return t.reshape(-1, t.shape[-1]).contiguous().cpu()
 
 
 def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -46,31 +58,36 @@ def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     if len(shape) == 0:
         raise ValueError("scores must have at least one axis (channels)")
     k = shape[-1]
-    if n == m or k == 0:
+    if n == m or k == 0 or scores.numel() == 0:
         return torch.ones(shape, dtype=torch.bool, device=scores.device)
-    s = scores.detach()
-    if s.dtype in (torch.float16, torch.bfloat16):
-        s = s.float()
-    if torch.isnan(s).any():
+    s = _as_kernel_array(scores).numpy()
+    ones = np.ones(s.shape, dtype=np.float32)
+    out = np.empty(s.shape, dtype=np.float32)
+    nan, _ = select_apply(ones, s, False, n, m, out)
+    if nan:
         raise ValueError("scores contain NaN: the N:M rule is undefined for NaN")
-    s = s.reshape(-1, k)
-    groups = -(-k // m)
-    if groups * m != k:  # pad the last group with -inf scores (sorted after every real entry, even -inf)
-        s = torch.nn.functional.pad(s, (0, groups * m - k), value=float("-inf"))
-    g = s.view(s.shape[0], groups, m)
-    thr = g.kthvalue(m - n + 1, dim=-1, keepdim=True).values  # the n-th largest score of each group
-    if groups * m == k:  # fast path: no group has a tie at its threshold -> keep = score >= threshold
-        keep = g >= thr
-        if bool((keep.sum(-1, dtype=torch.int32) == n).all()):
-            return keep.view(shape)
-    above = g > thr
-    tie = g == thr
-    room = n - above.sum(-1, keepdim=True, dtype=torch.int32)  # how many threshold-equal entries fit
-    keep = above | (tie & (tie.cumsum(-1, dtype=torch.int32) <= room))
-    keep = keep.view(s.shape[0], groups * m)
-    if groups * m != k:
-        keep = keep[:, :k]
-    return keep.reshape(shape)
+    return torch.from_numpy(out != 0).reshape(shape).to(scores.device)
+
+
+def nm_apply(x: torch.Tensor, n: int, m: int, scores: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """``(x * mask, kept entries)`` with the N:M mask of ``scores`` (``|x|`` when None), in one pass.
+
+    Falls back to ``x * nm_mask(...)`` when ``x`` needs a gradient (the learnable fit backpropagates through
+    the kept values) or is not float32/float64."""
+    _check_nm(n, m)
+    k = x.shape[-1] if x.dim() else 0
+    if n == m or k == 0 or x.numel() == 0:
+        return x, x.numel()
+    if x.requires_grad or x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu":
+        mask = nm_mask(x.detach().abs() if scores is None else scores, n, m)
+        return x * mask, int(mask.sum())
+    x2 = x.detach().reshape(-1, k).contiguous()
+    s2 = x2 if scores is None else _as_kernel_array(scores)
+    out = torch.empty_like(x2)
+    nan, kept = select_apply(x2.numpy(), s2.numpy(), scores is None, n, m, out.numpy())
+    if nan:
+        raise ValueError("scores contain NaN: the N:M rule is undefined for NaN")
+    return out.view(x.shape), int(kept)
 
 
 def topk_n(k: int, density: float) -> int:

@@ -10,6 +10,12 @@ offline (``Site.rot_weight``); ``x Q`` is a dense ``K x K`` product per rotated 
 does not fold ``Q`` into the previous layer, so hardware would pay one extra dense GEMM per shared input).
 Projections that read one tensor share one ``Q`` and therefore one mask.
 
+For N:M patterns the PCA order is the worst possible grouping (the first group would hold the ``m``
+strongest directions and have to drop most of them), so the columns of ``Q`` are dealt round-robin over the
+groups (``interleave``): each group of ``m`` holds one direction of each energy tier. This is our adaptation
+of LaRoSA (a per-token top-k method) to N:M; a column permutation costs nothing in hardware (it is part of
+``Q`` and ``W Q``) and does not change a per-token top-k mask.
+
 ``C`` is accumulated in float64 and decomposed with ``torch.linalg.eigh`` (deterministic on one machine);
 eigenvector signs do not change ``|x Q|`` masks or ``y``.
 """
@@ -76,9 +82,26 @@ def collect_rotations(
     return {"rotations": rot, "seconds": time.perf_counter() - t0, "tokens": int(calib.numel())}
 
 
-def install_rotations(sites: Sequence[Any], rotations: dict[str, torch.Tensor]) -> None:
-    """Give every site its ``Q`` and the folded weight ``W Q``."""
+def interleave(k: int, m: int | None) -> torch.Tensor | None:
+    """Column order dealing the principal directions round-robin over the groups of ``m`` channels: position
+    ``g m + j`` holds direction ``j G + g`` (``G = k / m`` groups), so every group gets one direction of each
+    energy tier. None (keep the PCA order) for per-token top-k (``m`` None or ``k``) or when ``m`` does not
+    divide ``k``."""
+    if m is None or m >= k or k % m:
+        return None
+    p = torch.arange(k)
+    return (p % m) * (k // m) + p // m
+
+
+def install_rotations(sites: Sequence[Any], rotations: dict[str, torch.Tensor], m: int | None = None) -> None:
+    """Give every site its ``Q`` (columns interleaved for N:M groups of ``m``, see ``interleave``) and the
+    folded weight ``W Q``. Sites sharing a ``Q`` keep sharing one object."""
+    done: dict[int, torch.Tensor] = {}
     for s in sites:
-        q = rotations[s.name]
+        q0 = rotations[s.name]
+        if id(q0) not in done:
+            perm = interleave(q0.shape[0], m)
+            done[id(q0)] = q0 if perm is None else q0[:, perm].contiguous()
+        q = done[id(q0)]
         s.rotation = q
         s.rot_weight = (s.module.weight.detach().float() @ q).to(s.module.weight.dtype)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from accelsim.accuracy import criteria as crit
-from accelsim.accuracy.masks import nm_mask, topk_mask
+from accelsim.accuracy.masks import nm_apply, topk_n
 from accelsim.accuracy.mitigations import apply_affine, token_median, var_factor
 from accelsim.accuracy.spec import KINDS, RunSpec, SpecError
 
@@ -199,11 +199,13 @@ class Sparsifier:
             if site.threshold is None:
                 raise RuntimeError(f"{site.name}: TEAL threshold is not calibrated (run teal.calibrate_thresholds)")
             mask = xc.detach().abs() > site.threshold
+            xs = xc * mask
+            kept = int(mask.sum()) if self.stats else 0
         else:
-            s = crit.scores(xc, spec.criterion, site.factor)
-            mask = nm_mask(s, pat.n, pat.m) if pat.kind == "nm" else topk_mask(s, pat.density)
-        xs = xc * mask
-        kept = int(mask.sum()) if self.stats else 0
+            k = xc.shape[-1]
+            n, m = (pat.n, pat.m) if pat.kind == "nm" else (topk_n(k, pat.density), k)
+            s = None if spec.criterion in ("magnitude", "larosa") else crit.scores(xc, spec.criterion, site.factor)
+            xs, kept = nm_apply(xc, n, m, s)  # magnitude: |x| ranked in the kernel, in x's dtype (float32)
         if eta is not None:
             xs = xs + eta
         if mit in ("var", "var-learnable"):
