@@ -266,8 +266,10 @@ def run(
                 raise RuntimeError(f"{name}: one-pass cycles {one['simulated_cycles']} != separate runs {one_cycles}")
             grp["all_configs_one_pass"] = one
             grp["all_configs_one_pass_wall_s"] = one["wall_s"]["median"]
-            log(f"{name:28s} {'all, one pass':13s} {one['wall_s']['median']:8.3f} s  (sum of separate runs "
-                f"{grp['all_configs_total_wall_s']:.3f} s)")
+            log(
+                f"{name:28s} {'all, one pass':13s} {one['wall_s']['median']:8.3f} s  (sum of separate runs "
+                f"{grp['all_configs_total_wall_s']:.3f} s)"
+            )
         if name in TARGETS:
             grp["target"] = TARGETS[name]
             grp["target_met"] = _target_met(TARGETS[name], cases, grp.get("all_configs_one_pass_wall_s"))
