@@ -33,7 +33,7 @@ def cmp(rows):
 
 
 def test_table_covers_every_pattern_width_and_architecture(rows):
-    got = {(r["block"], r["pattern"], r["width_bits"], r["arch"]) for r in rows if r["pipeline_depth"] == 0}
+    got = {(r["block"], r["pattern"], r["width_bits"], r["arch"]) for r in rows if r["pipeline_depth_cycles"] == 0}
     for p in ("2:4", "4:8", "8:16", "16:32", "32:64"):
         for w in (8, 16):
             assert ("decoder_lane", p, w, "") in got
