@@ -124,9 +124,9 @@ def test_small_synthesis_end_to_end():
     for row in res.values():
         assert row["status"] == "ok" and 50 < row["nand2_equivalents"] < 5000 and row["logic_depth_levels"] > 2
         assert set(row["cells"]) <= set(NAND2_EQ)  # only the gate library and D flip-flops
-    assert res["compare_all", 0]["registers"] == res["bitonic", 0]["registers"] == 0
+    assert res["compare_all", 0]["register_bits"] == res["bitonic", 0]["register_bits"] == 0
     piped, comb = res["bitonic", 2], res["bitonic", 0]
-    assert piped["registers"] > 0 and piped["cells"]["$_DFF_P_"] == piped["registers"]
+    assert piped["register_bits"] > 0 and piped["cells"]["$_DFF_P_"] == piped["register_bits"]
     weighted = sum(NAND2_EQ[k] * v for k, v in piped["cells"].items())
     assert piped["nand2_equivalents"] == pytest.approx(weighted, abs=0.1)
     assert piped["logic_depth_levels"] < comb["logic_depth_levels"]  # the longest path is cut by registers

@@ -104,7 +104,7 @@ def synthetic_groups(n: int, m: int, width: int, count: int, seed: int) -> np.nd
 
 
 def _count(slow: bool) -> int:
-    return 48 if slow else 3
+    return 32 if slow else 3
 
 
 @cache

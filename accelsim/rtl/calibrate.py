@@ -91,7 +91,7 @@ def _synth_index(rows: Sequence[dict]) -> dict[tuple, dict]:
     idx = {}
     for r in rows:
         if r.get("status") == "ok":
-            idx[(r["block"], r["pattern"], str(r["width_bits"]), r["arch"], int(r["pipeline_depth"]))] = r
+            idx[(r["block"], r["pattern"], str(r["width_bits"]), r["arch"], int(r["pipeline_depth_cycles"]))] = r
     return idx
 
 
@@ -117,7 +117,7 @@ def compare(rows: Sequence[dict], table=None) -> list[dict]:
                 **mo,
                 "synth_compressor_comb_um2": area("compressor", CAL_ARCH),
                 "synth_compressor_pipelined_um2": area("compressor", CAL_ARCH, lat),
-                "synth_compressor_register_bits": get("compressor", "registers", CAL_ARCH, lat),
+                "synth_compressor_register_bits": get("compressor", "register_bits", CAL_ARCH, lat),
                 "synth_compressor_depth_levels": get("compressor", "logic_depth_levels", CAL_ARCH),
                 "synth_decoder_lane_um2": area("decoder_lane"),
                 "synth_decoder_depth_levels": get("decoder_lane", "logic_depth_levels"),

@@ -12,7 +12,7 @@ Every Yosys run is time-boxed (``timeout_s``) and runs at ``nice 10``; a run ove
 
 * ``nand2_equivalents``: the cells weighted by their NAND2-equivalent size (:data:`NAND2_EQ`);
 * ``logic_depth_levels``: the longest path in cells between ports and registers (``ltp -noff``);
-* ``registers``: flip-flop bits (when pipelined).
+* ``register_bits``: flip-flop bits (when pipelined).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class SynthResult:
     cells: dict[str, int]
     nand2_equivalents: float
     logic_depth_levels: int
-    registers: int
+    register_bits: int
     synth_s: float
     extra: dict = field(default_factory=dict)
 
@@ -202,6 +202,6 @@ def synthesize(component, top: str = "top", *, timeout_s: float = 600.0, keep_di
         cells=cells,
         nand2_equivalents=round(sum(NAND2_EQ[k] * v for k, v in cells.items()), 3),
         logic_depth_levels=depth,
-        registers=sum(v for k, v in cells.items() if k in _FF_CELLS),
+        register_bits=sum(v for k, v in cells.items() if k in _FF_CELLS),
         synth_s=round(seconds, 2),
     )

@@ -28,12 +28,12 @@ TABLE_COLUMNS = (
     "pattern",
     "width_bits",
     "arch",
-    "pipeline_depth",
+    "pipeline_depth_cycles",
     "status",
     "nand2_equivalents",
     "area_um2_45nm",
     "logic_depth_levels",
-    "registers",
+    "register_bits",
 )
 
 
@@ -82,7 +82,7 @@ def synth_cell(
         "pattern": pattern,
         "width_bits": width if block in ("compressor", "decoder_lane") else "",
         "arch": arch if block == "compressor" else "",
-        "pipeline_depth": stages,
+        "pipeline_depth_cycles": stages,
     }
     try:
         res = synthesize(comp, timeout_s=timeout_s)
@@ -96,7 +96,7 @@ def synth_cell(
         "nand2_equivalents": round(res.nand2_equivalents, 1),
         "area_um2_45nm": round(res.area_um2_45nm, 1),
         "logic_depth_levels": res.logic_depth_levels,
-        "registers": res.registers,
+        "register_bits": res.register_bits,
         "synth_s": res.synth_s,
         "cells": res.cells,
     }
@@ -152,13 +152,13 @@ def read_rows(path: str | Path) -> list[dict]:
     with open(path, newline="") as fh:
         for r in csv.DictReader(fh):
             row: dict = dict(r)
-            row["pipeline_depth"] = int(r["pipeline_depth"])
+            row["pipeline_depth_cycles"] = int(r["pipeline_depth_cycles"])
             row["width_bits"] = int(r["width_bits"]) if r["width_bits"] else ""
             if r["status"] == "ok":
                 row["nand2_equivalents"] = float(r["nand2_equivalents"])
                 row["area_um2_45nm"] = float(r["area_um2_45nm"])
                 row["logic_depth_levels"] = int(r["logic_depth_levels"])
-                row["registers"] = int(r["registers"])
+                row["register_bits"] = int(r["register_bits"])
             rows.append(row)
     return rows
 
@@ -178,7 +178,7 @@ def plot_rows(rows: Sequence[dict], path: Path) -> None:
 
     series: dict[str, list[tuple[int, float, int]]] = {}
     for r in rows:
-        if r["status"] != "ok" or r["block"] not in ("compressor", "decoder_lane") or r["pipeline_depth"]:
+        if r["status"] != "ok" or r["block"] not in ("compressor", "decoder_lane") or r["pipeline_depth_cycles"]:
             continue
         label = f"{r['arch']} w{r['width_bits']}" if r["block"] == "compressor" else f"decoder lane w{r['width_bits']}"
         m = check_spec(r["pattern"], 2).m
