@@ -48,10 +48,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def run_app(app: typer.Typer, args: list[str] | None = None) -> None:
     """Run a typer app so that click's usage errors (unknown option, missing value, ``--tokens 1e8``) are one
     ``error:`` line and exit 2 like every other bad input, instead of click's multi-line usage box."""
-    try:  # typer >= 0.20 vendors click as typer._click
+    try:  # typer >= 0.20 vendors click as typer._click (and moves Abort to typer.exceptions)
         from typer._click import exceptions as click_exc
     except ImportError:  # pragma: no cover - older typer on the real click
         from click import exceptions as click_exc
+    abort = getattr(click_exc, "Abort", None) or _typer_abort()
 
     try:
         rv = app(args=args, prog_name="accelsim", standalone_mode=False)
@@ -64,10 +65,18 @@ def run_app(app: typer.Typer, args: list[str] | None = None) -> None:
             f"[bold red]error:[/] {escape(one_line(exc.format_message()))} (see {escape(cmd)} --help)", soft_wrap=True
         )
         sys.exit(2)
-    except click_exc.Abort:
+    except abort:
         err_console.print("[bold red]error:[/] interrupted", soft_wrap=True)
         sys.exit(130)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _typer_abort() -> type[BaseException]:
+    try:
+        from typer.exceptions import Abort
+    except ImportError:  # pragma: no cover - no Abort anywhere: nothing to catch but Ctrl-C itself
+        return KeyboardInterrupt
+    return Abort
 
 
 class ProgressBar:
