@@ -21,7 +21,9 @@ semantics, which the per-cycle reference model in ``tests/reference_model.py`` r
   compressed and (first reduction tile of an output tile) one of 2 output-buffer slots is free; busy for the
   tile's cycles from ``work.py``. After an output tile's last reduction tile its write-back is requested; the
   output slot is freed when the write completes.
-* The site ends when the PE is done and every write has completed.
+* The site ends when the PE is done and every write has completed. ``tail_idle_cycles``: the channel's idle
+  cycles in ``[start of the last compute tile, end - latency)``, the budget of the opt-in cross-site weight
+  prefetch (``run.py``, docs/timing-model.md).
 
 The cycle breakdown: the PE's busy time split by ``work.TILE_PARTS``, plus its waits, each split into DRAM
 (waiting for operands to arrive), compressor (waiting for the compressed tile after its data arrived) and

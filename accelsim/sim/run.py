@@ -168,7 +168,7 @@ class _ConfigRun:
         self.memo: dict[tuple, tuple[SiteWork, SiteTiming]] | None = {} if memo else None
         self.by_shape = mask_key(hw)[0] in ("dense", "static")
         # Cross-site weight prefetch (dram.prefetch_next_site): the previous site's tail idle DRAM cycles per step.
-        self.prefetch = hw.dram.prefetch_next_site
+        self.weight_prefetch = hw.dram.prefetch_next_site
         self.prev_tail: dict[int, int] = {}
 
     def _prefetched(self, key: tuple | None, work: SiteWork, budget: int, reuse: bool):
@@ -225,7 +225,7 @@ class _ConfigRun:
         # a decode step holds one token of each of the trace's B sequences (rows r*B .. r*B + B - 1)
         steps = [(r, r + batch) for r in range(0, x.shape[0], batch)] if self.decode else [(0, x.shape[0])]
         row = _site_row(site, len(steps), x.shape[0])
-        if self.prefetch:
+        if self.weight_prefetch:
             row.update({"prefetched_weight_bytes": 0, "prefetch_saved_cycles": 0})
         tails: dict[int, int] = {}
         for s_idx, (r0, r1) in enumerate(steps):
@@ -234,7 +234,7 @@ class _ConfigRun:
             # The previous site's input is still on chip (and compressed) when it was one token tile.
             reuse = self.prev_input == site.input_id
             work, timing, key = self._step(site, xs, ms, r0, reuse)
-            if self.prefetch:
+            if self.weight_prefetch:
                 pf = self._prefetched(key, work, self.prev_tail.get(s_idx, 0), reuse)
                 if pf is not None:
                     cold = timing.cycles
