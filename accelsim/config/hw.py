@@ -124,6 +124,11 @@ class Dram(_Model):
     """Channel cycles lost per run of consecutive gathered weight rows (a row activation that the bank parallelism
     does not hide). A dense tile read is one run. Shipped configs: 0.25 (JESD235 HBM2 tRRD_S = 4 tCK per
     pseudo-channel over 16 pseudo-channels; docs)."""
+    prefetch_next_site: bool = False
+    """Cross-site weight prefetch (off: every site starts cold). On: the next site's first weight tile is fetched in
+    the DRAM channel's idle cycles while the current site computes its last tile, when its transfer fits those idle
+    cycles (with ``gather_rows`` only when the next site reuses the on-chip input, whose mask is then known). See
+    docs/timing-model.md, "Cross-site weight prefetch"."""
 
 
 class Compressor(_Model):

@@ -21,7 +21,9 @@ semantics, which the per-cycle reference model in ``tests/reference_model.py`` r
   compressed and (first reduction tile of an output tile) one of 2 output-buffer slots is free; busy for the
   tile's cycles from ``work.py``. After an output tile's last reduction tile its write-back is requested; the
   output slot is freed when the write completes.
-* The site ends when the PE is done and every write has completed.
+* The site ends when the PE is done and every write has completed. ``tail_idle_cycles``: the channel's idle
+  cycles in ``[start of the last compute tile, end - latency)``, the budget of the opt-in cross-site weight
+  prefetch (``run.py``, docs/timing-model.md).
 
 The cycle breakdown: the PE's busy time split by ``work.TILE_PARTS``, plus its waits, each split into DRAM
 (waiting for operands to arrive), compressor (waiting for the compressed tile after its data arrived) and
@@ -70,6 +72,7 @@ class DramChannel:
         self._seq = itertools.count()
         self._wake: simpy.Event | None = None
         self.busy_cycles = 0
+        self.spans: list[tuple[float, int]] = []  # (start cycle, occupancy) of every transfer, in service order
         if not self.infinite:
             env.process(self._serve())
 
@@ -108,6 +111,7 @@ class DramChannel:
             _, _, _, nbytes, done, times, slot, extra = heapq.heappop(self._pending)
             occ = self.occupancy(nbytes, extra)
             self.busy_cycles += occ
+            self.spans.append((now, occ))
             times[slot] = now + occ + self.latency
             _trigger_at(env, done, now + occ + self.latency - env.now)
             yield env.timeout(now + occ - env.now)
@@ -120,6 +124,20 @@ class SiteTiming:
     dram_busy_cycles: int
     compressor_busy_cycles: int
     pe_busy_cycles: int
+    #: DRAM channel idle cycles in ``[start of the last compute tile, end - latency)``: the window in which the next
+    #: site's leading weight tile could be fetched into a free weight slot (``run.py``, ``dram.prefetch_next_site``).
+    tail_idle_cycles: int = 0
+
+
+def tail_idle_cycles(spans, window_start: float, cycles: int, latency_cycles: int) -> int:
+    """Idle channel cycles in ``[window_start, cycles - latency_cycles)`` given the ``(start, occupancy)`` spans."""
+    lo, hi = int(window_start), cycles - latency_cycles
+    idle = max(0, hi - lo)
+    for start, occ in spans:
+        a, b = max(int(start), lo), min(int(start) + occ, hi)
+        if b > a:
+            idle -= b - a
+    return idle
 
 
 def simulate_site(
@@ -193,6 +211,7 @@ def simulate_site(
     for p in TILE_PARTS:
         acc[p] = int(work.tile_parts[p].sum())
     pe_end = [0.0]
+    last_start = [0.0]
 
     def pe():
         prev = 0.0
@@ -216,6 +235,7 @@ def simulate_site(
                         acc["dram_stall"] += int(dram_w)
                         acc["compressor_stall"] += int(cmp_w)
                         acc["writeback_stall"] += int(now - prev - dram_w - cmp_w)
+                    last_start[0] = now
                     c_j = tile_cycles[j]
                     busy["pe"] += c_j
                     if c_j:
@@ -250,4 +270,5 @@ def simulate_site(
         dram_busy_cycles=dram.busy_cycles,
         compressor_busy_cycles=busy["compressor"],
         pe_busy_cycles=busy["pe"],
+        tail_idle_cycles=tail_idle_cycles(dram.spans, last_start[0], cycles, dram_latency_cycles),
     )

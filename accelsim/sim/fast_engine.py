@@ -95,7 +95,8 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
     infinite,
     lat,
 ):
-    """Returns ``[cycles, dram_stall, compressor_stall, writeback_stall, dram_busy]`` or ``cycles = -1`` if stuck."""
+    """Returns ``[cycles, dram_stall, compressor_stall, writeback_stall, dram_busy, tail_idle]``; ``cycles = -1``
+    if stuck. ``tail_idle``: channel idle cycles in ``[start of the last compute tile, cycles - lat)``."""
     never = np.int64(1) << np.int64(62)
     n_tiles = n_t * n_o * n_k
     n_out = n_t * n_o
@@ -112,6 +113,9 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
     p_kind = np.empty(cap, np.int64)
     p_idx = np.empty(cap, np.int64)
     n_pend = 0
+    span_start = np.empty(cap, np.int64)  # every transfer the channel served: start cycle, occupancy
+    span_occ = np.empty(cap, np.int64)
+    n_span = 0
     heap = np.empty(2 * cap + 4 * n_tiles + 4 * n_t + 16, np.int64)
     n_heap = 0
     chan_free = np.int64(0)
@@ -248,6 +252,9 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
                 occ = out_occ[idx]
                 wb[idx] = t + occ + lat
             dram_busy += occ
+            span_start[n_span] = t
+            span_occ[n_span] = occ
+            n_span += 1
             chan_free = t + occ
             n_heap = _heap_push(heap, n_heap, t + occ)
             n_heap = _heap_push(heap, n_heap, t + occ + lat)
@@ -261,7 +268,7 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
         if nxt == never:
             break
         t = nxt
-    out = np.zeros(5, np.int64)
+    out = np.zeros(6, np.int64)
     if next_pe < n_tiles or pe_running or n_pend:
         out[0] = -1
         return out
@@ -276,6 +283,15 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
     out[2] = cmp_stall
     out[3] = wb_stall
     out[4] = dram_busy
+    lo = tile_end[n_tiles - 1] - tile_cycles[n_tiles - 1]
+    hi = end - lat
+    idle = max(np.int64(0), hi - lo)
+    for r in range(n_span):
+        a = max(span_start[r], lo)
+        b = min(span_start[r] + span_occ[r], hi)
+        if b > a:
+            idle -= b - a
+    out[5] = idle
     return out
 
 
@@ -334,4 +350,5 @@ def simulate_site_fast(work: SiteWork, dram_bytes_per_cycle: float, dram_latency
         dram_busy_cycles=int(res[4]),
         compressor_busy_cycles=int(np.asarray(work.compress_busy, dtype=np.int64).sum()),
         pe_busy_cycles=int(tile_cycles.sum()),
+        tail_idle_cycles=int(res[5]),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from accelsim import __version__
 from accelsim.config.hw import HwConfig
 from accelsim.sim.actions import ACTIONS
 from accelsim.sim.engine import BREAKDOWN, SiteTiming, simulate_site
-from accelsim.sim.fast_engine import simulate_site_fast
+from accelsim.sim.fast_engine import occupancy_cycles, simulate_site_fast
 from accelsim.sim.tiling import check_sites
 from accelsim.sim.work import SiteWork, build_site_work, mask_key, site_mask
 from accelsim.trace.format import Trace
@@ -167,14 +167,48 @@ class _ConfigRun:
         # with a shape-only mask, of the shape alone. Keys name exactly those inputs, so a hit is the same work.
         self.memo: dict[tuple, tuple[SiteWork, SiteTiming]] | None = {} if memo else None
         self.by_shape = mask_key(hw)[0] in ("dense", "static")
+        # Cross-site weight prefetch (dram.prefetch_next_site): the previous site's tail idle DRAM cycles per step.
+        self.weight_prefetch = hw.dram.prefetch_next_site
+        self.prev_tail: dict[int, int] = {}
 
-    def _step(self, site, xs: np.ndarray, ms: np.ndarray | None, r0: int, reuse: bool) -> tuple[SiteWork, SiteTiming]:
+    def _prefetched(self, key: tuple | None, work: SiteWork, budget: int, reuse: bool):
+        """The step with its first weight tile (or its leading whole bursts) already on chip, or ``None``.
+
+        The previous site's tail idle channel cycles ``budget`` take the whole first tile when its occupancy fits,
+        otherwise the whole bursts that fit (the rest of the tile, with its row-activation cycles, is read as
+        usual). With ``gather_rows`` only when the rows are known: the input is the previous site's, on chip.
+        Returns ``(timing, prefetched bytes, channel cycles moved to the previous site)``."""
+        nbytes = int(work.weight_bytes[0])
+        if budget <= 0 or nbytes <= 0 or (work.gather_rows and not reuse):
+            return None
+        extra = float(work.weight_extra_cycles[0])
+        if int(occupancy_cycles(np.array([nbytes]), self.bpc, extra)[0]) <= budget:
+            pf_bytes, pf_extra = nbytes, extra
+        else:
+            burst = self.hw.dram.burst_bytes
+            pf_bytes, pf_extra = min(nbytes - 1, int(budget * self.bpc) // burst * burst), 0.0
+            if pf_bytes <= 0:
+                return None
+        occ = int(occupancy_cycles(np.array([pf_bytes]), self.bpc, pf_extra)[0])
+        pkey = None if key is None else (*key, "prefetch", pf_bytes)
+        if pkey is not None and pkey in self.memo:
+            return self.memo[pkey]
+        wb, wx = np.array(work.weight_bytes, dtype=np.int64), np.array(work.weight_extra_cycles, dtype=np.float64)
+        wb[0] -= pf_bytes
+        wx[0] -= pf_extra
+        timing = self.site_engine(replace(work, weight_bytes=wb, weight_extra_cycles=wx), self.bpc, self.lat)
+        out = (timing, pf_bytes, occ)
+        if pkey is not None:
+            self.memo[pkey] = out
+        return out
+
+    def _step(self, site, xs: np.ndarray, ms: np.ndarray | None, r0: int, reuse: bool):
         key = None
         if self.memo is not None:
             src = ("shape",) if self.by_shape else (site.input_id, r0)
             key = (*src, xs.shape, site.O, reuse)
             if key in self.memo:
-                return self.memo[key]
+                return (*self.memo[key], key)
         ws = self.weight_scales
         work = build_site_work(self.hw, xs, site.O, mask=ms, reuse_input=reuse, weight_scales=ws)
         if reuse and work.n_t != 1:
@@ -182,7 +216,7 @@ class _ConfigRun:
         out = (work, self.site_engine(work, self.bpc, self.lat))
         if key is not None:
             self.memo[key] = out
-        return out
+        return (*out, key)
 
     def site(self, site, x: np.ndarray, mask: np.ndarray | None) -> None:
         hw, batch = self.hw, self.batch
@@ -191,12 +225,24 @@ class _ConfigRun:
         # a decode step holds one token of each of the trace's B sequences (rows r*B .. r*B + B - 1)
         steps = [(r, r + batch) for r in range(0, x.shape[0], batch)] if self.decode else [(0, x.shape[0])]
         row = _site_row(site, len(steps), x.shape[0])
-        for r0, r1 in steps:
+        if self.weight_prefetch:
+            row.update({"prefetched_weight_bytes": 0, "prefetch_saved_cycles": 0})
+        tails: dict[int, int] = {}
+        for s_idx, (r0, r1) in enumerate(steps):
             xs = x[r0:r1]
             ms = None if mask is None else mask[r0:r1]
             # The previous site's input is still on chip (and compressed) when it was one token tile.
             reuse = self.prev_input == site.input_id
-            work, timing = self._step(site, xs, ms, r0, reuse)
+            work, timing, key = self._step(site, xs, ms, r0, reuse)
+            if self.weight_prefetch:
+                pf = self._prefetched(key, work, self.prev_tail.get(s_idx, 0), reuse)
+                if pf is not None:
+                    cold = timing.cycles
+                    timing, nbytes, occ = pf
+                    row["prefetched_weight_bytes"] += nbytes
+                    row["prefetch_saved_cycles"] += cold - timing.cycles
+                    self.rows[-1]["dram_busy_cycles"] += occ  # the transfer ran in the previous site's idle tail
+                tails[s_idx] = timing.tail_idle_cycles
             row["cycles"] += timing.cycles
             for p, v in timing.breakdown.items():
                 row[f"{p}_cycles"] += v
@@ -217,6 +263,7 @@ class _ConfigRun:
             row["real_rows"] += real
             row["T_tile"], row["K_tile"], row["O_tile"] = work.tiling.T_tile, work.tiling.K_tile, work.tiling.O_tile
         self.prev_input = site.input_id
+        self.prev_tail = tails
         peak = hw.peak_macs_per_cycle
         row["utilization"] = row["mac_active_count"] / (row["cycles"] * peak) if row["cycles"] else 0.0
         row["dense_equivalent_utilization"] = row["dense_macs"] / (row["cycles"] * peak) if row["cycles"] else 0.0
