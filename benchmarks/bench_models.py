@@ -240,36 +240,10 @@ def groups(smoke: bool, prefill512_configs: list[str] | None, log) -> list[tuple
     pf512 = _make(CACHE / "llama2-7b_prefill512.npz", [*syn, "--tokens", "512", "--phase", "prefill"], log)
     if pf512 is not None:
         chosen = cfgs if prefill512_configs in (None, ["all"]) else [c for c in cfgs if c.stem in prefill512_configs]
-        out.append(("llama2-7b_prefill512", stored_copy(pf512, log), chosen))
-        out.append(("llama2-7b_prefill512_deflated", pf512, [c for c in chosen if c.stem == "dense"] or chosen[:1]))
+        out.append(("llama2-7b_prefill512", pf512, chosen))
     b8 = make_batch_decode(CACHE / "llama2-7b_decode1_b8.npz", "llama2-7b", 8, log)
     out.append(("llama2-7b_batch8_decode_attention4k", b8, cfgs))
     return out
-
-
-def stored_copy(path: Path, log) -> Path:
-    """The same trace with its zip members stored instead of deflated (same .npy bytes, another container).
-
-    ``accelsim trace`` deflates; on float16 activations that saves about 5 % of the size and costs an inflate
-    of every input on every read (about 6-7 s of the 7B 512-token prefill on this machine). The stored copy
-    is what the 7B prefill target is measured on; ``llama2-7b_prefill512_deflated`` keeps the deflated figure."""
-    import shutil
-    import zipfile
-
-    dst = path.with_name(path.stem + "_stored.npz")
-    if dst.exists() and dst.stat().st_mtime >= path.stat().st_mtime:
-        return dst
-    log(f"making {_rel(dst)} (members stored, not deflated)")
-    tmp = dst.with_name(dst.name + ".partial")
-    with zipfile.ZipFile(path) as zi, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zo:
-        for info in zi.infolist():
-            out = zipfile.ZipInfo(info.filename, date_time=info.date_time)
-            out.compress_type = zipfile.ZIP_STORED
-            out.external_attr = info.external_attr
-            with zi.open(info) as fi, zo.open(out, "w", force_zip64=info.file_size > (1 << 30)) as fo:
-                shutil.copyfileobj(fi, fo, 1 << 22)
-    os.replace(tmp, dst)
-    return dst
 
 
 def run(
@@ -299,8 +273,8 @@ def run(
             "llama2-7b_batch8_decode_attention4k": "Server(hw, Scenario(batch=8, context_tokens=4096)).run(): one "
             "decode step of 8 sequences (linear sites + attention over the 4096-token KV cache) on a synthetic 7B "
             "decode trace of 8 sequences; simulated_cycles is the step's cycles, dense_macs includes attention",
-            "llama2-7b_prefill512": "the synthetic 7B trace with its zip members stored (see stored_copy); "
-            "llama2-7b_prefill512_deflated is the same trace as accelsim trace writes it (deflated)",
+            "llama2-7b_prefill512": "the synthetic 7B trace as accelsim trace writes it: its inputs (>= 256 KiB "
+            "each) are stored, not deflated (docs/trace-format.md, Compression)",
         },
         "targets": TARGETS,
         "groups": {},
