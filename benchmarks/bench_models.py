@@ -11,8 +11,10 @@ Cases:
   model are there);
 * a Llama-2-7B-shaped decode token and a 512-token prefill (``accelsim trace --synthetic llama2-7b``, values
   fitted to the committed prefill trace; ``synthetic: true``), made into the same cache directory;
-* pending, not measured: a 7B batch-8 decode step with attention at 4k context (its record says so). Sweep
-  throughput is ``bench_sweep.py``.
+* a Llama-2-7B-shaped batch-8 decode step with attention at 4k context: the serving layer's steady-state
+  decode step (``Scenario(batch=8, context_tokens=4096)``: the linear sites of 8 sequences plus ``QK^T`` and
+  ``PV`` over a 4096-token KV cache) on a synthetic 7B decode trace of 8 sequences
+  (``synthesize(..., sequences=8)``). Sweep throughput is ``bench_sweep.py``.
 
 Run: python benchmarks/run_all.py --only whole_model   (or python benchmarks/bench_models.py [--smoke])
 """
@@ -47,12 +49,8 @@ TARGETS = {
     "llama2-7b_prefill512": {"per_config_wall_s": 10.0, "peak_rss_mb": 1024.0},
 }
 
-PENDING = {
-    "llama2-7b_batch8_decode_attention4k": {
-        "status": "pending: needs the serving / sweep issue",
-        "what": "one Llama-2-7B-shaped decode step of a batch of 8 sequences with attention at 4k context",
-    },
-}
+#: serving decode-step groups: ``(batch, context_tokens)`` of the scenario
+SERVING = {"llama2-7b_batch8_decode_attention4k": (8, 4096), "smoke_serving_b2_context64": (2, 64)}
 
 
 def _hwm_mb() -> float:
@@ -97,7 +95,53 @@ def run_case_here(hw_paths: list[Path], trace_path: Path, repeat: int) -> dict[s
     }
 
 
-def run_case(hw_path: Path | list[Path], trace_path: Path, repeat: int) -> dict[str, Any]:
+def serving_case_here(hw_paths: list[Path], trace_path: Path, repeat: int, batch: int, context: int) -> dict:
+    """The subprocess side of a serving case: ``Server(hw, Scenario(batch, context_tokens)).run()`` per config,
+    ``repeat`` times (a fresh attention memo per repeat: nothing carries over). Dense-equivalent MACs: the linear
+    sites' ``batch * K * O`` plus the attention sites' ``T * K * O`` per layer."""
+    from accelsim.config import load_hw
+    from accelsim.serving import Scenario, check_traces
+    from accelsim.serving.attention import attention_shapes
+    from accelsim.serving.metrics import Server
+    from accelsim.trace.format import Trace
+
+    hws = [load_hw(p) for p in hw_paths]
+    sc = Scenario(name=f"b{batch}_c{context}", batch=batch, context_tokens=context)
+    with Trace(trace_path) as tr:
+        phase, synthetic, n_sites = tr.phase, tr.synthetic, len(tr.sites)
+        check_traces(sc, str(trace_path), tr, None)
+        arch = tr.require_architecture()
+        linear_macs = batch * sum(s.K * s.O for s in tr.sites)
+    attn_macs = sum(a.T * a.K * a.O * a.count for a in attention_shapes(arch, batch=batch, past=context - 1, queries=1))
+    before = _hwm_mb()
+    walls, cpus, recs = [], [], []
+    for _ in range(repeat):
+        with Trace(trace_path) as tr:
+            t0, c0 = time.perf_counter(), time.process_time()
+            recs = [Server(hw, sc, tr).run() for hw in hws]
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+    return {
+        "phase": phase,
+        "synthetic": synthetic,
+        "sites": n_sites,
+        "tokens": batch,
+        "scenario": sc.model_dump(),
+        "simulated_cycles": int(sum(round(r["decode_step"]["cycles"]) for r in recs)),
+        "dense_macs": int((linear_macs + attn_macs) * len(hws)),
+        "attention_dense_macs_per_config": int(attn_macs),
+        "tpot_ms": {r["config"]: r["tpot_ms"] for r in recs},
+        "attention_share": {r["config"]: r["decode_step"]["by_kind"]["attention"]["share"] for r in recs},
+        "wall_s": walls,
+        "cpu_s": cpus,
+        "rss_before_simulate_mb": before,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_case(
+    hw_path: Path | list[Path], trace_path: Path, repeat: int, serving: tuple[int, int] | None = None
+) -> dict[str, Any]:
     """One case in a fresh interpreter; the summary record with medians, MACs per second and peak memory.
     A list of configs is one case: all of them in one ``simulate_many`` pass (cycles and MACs summed)."""
     paths = hw_path if isinstance(hw_path, list) else [hw_path]
@@ -110,6 +154,7 @@ def run_case(hw_path: Path | list[Path], trace_path: Path, repeat: int) -> dict[
         str(trace_path),
         "--repeat",
         str(repeat),
+        *([] if serving is None else ["--serving-batch", str(serving[0]), "--serving-context", str(serving[1])]),
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -152,6 +197,17 @@ def _make(path: Path, args: list[str], log) -> Path | None:
     return path
 
 
+def make_batch_decode(path: Path, shape: str, sequences: int, log, layers: int | None = None) -> Path:
+    """A synthetic one-step decode trace of ``sequences`` sequences with ``shape``'s sites (cached)."""
+    from accelsim.trace.synthetic import synthesize
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        synthesize(path, shape, STATS_FROM, tokens=1, phase="decode", seed=0, layers=layers, sequences=sequences)
+        log(f"made {_rel(path)} (synthetic {shape}, {sequences} sequences, one decode step)")
+    return path
+
+
 def smoke_trace(log) -> Path:
     from accelsim.trace.synthetic import make_test_trace
 
@@ -167,7 +223,10 @@ def groups(smoke: bool, prefill512_configs: list[str] | None, log) -> list[tuple
     """``(group name, trace, configs)`` to run."""
     cfgs = sorted((ROOT / "hw_configs").glob("*.yaml"))
     if smoke:
-        return [("smoke_synthetic_prefill4", smoke_trace(log), [c for c in cfgs if c.stem in ("dense", "nm8_16")])]
+        two = [c for c in cfgs if c.stem in ("dense", "nm8_16")]
+        small = make_batch_decode(ROOT / "benchmarks" / ".cache" / "smoke" / "smollm2-shapes_decode1_b2_2layers.npz",
+                                  "smollm2-135m", 2, log, layers=2)  # fmt: skip
+        return [("smoke_synthetic_prefill4", smoke_trace(log), two), ("smoke_serving_b2_context64", small, two)]
     out: list[tuple[str, Path, list[Path]]] = []
     for t in REAL_TRACES:
         out.append((Path(t).stem, ROOT / t, cfgs))
@@ -181,34 +240,10 @@ def groups(smoke: bool, prefill512_configs: list[str] | None, log) -> list[tuple
     pf512 = _make(CACHE / "llama2-7b_prefill512.npz", [*syn, "--tokens", "512", "--phase", "prefill"], log)
     if pf512 is not None:
         chosen = cfgs if prefill512_configs in (None, ["all"]) else [c for c in cfgs if c.stem in prefill512_configs]
-        out.append(("llama2-7b_prefill512", stored_copy(pf512, log), chosen))
-        out.append(("llama2-7b_prefill512_deflated", pf512, [c for c in chosen if c.stem == "dense"] or chosen[:1]))
+        out.append(("llama2-7b_prefill512", pf512, chosen))
+    b8 = make_batch_decode(CACHE / "llama2-7b_decode1_b8.npz", "llama2-7b", 8, log)
+    out.append(("llama2-7b_batch8_decode_attention4k", b8, cfgs))
     return out
-
-
-def stored_copy(path: Path, log) -> Path:
-    """The same trace with its zip members stored instead of deflated (same .npy bytes, another container).
-
-    ``accelsim trace`` deflates; on float16 activations that saves about 5 % of the size and costs an inflate
-    of every input on every read (about 6-7 s of the 7B 512-token prefill on this machine). The stored copy
-    is what the 7B prefill target is measured on; ``llama2-7b_prefill512_deflated`` keeps the deflated figure."""
-    import shutil
-    import zipfile
-
-    dst = path.with_name(path.stem + "_stored.npz")
-    if dst.exists() and dst.stat().st_mtime >= path.stat().st_mtime:
-        return dst
-    log(f"making {_rel(dst)} (members stored, not deflated)")
-    tmp = dst.with_name(dst.name + ".partial")
-    with zipfile.ZipFile(path) as zi, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zo:
-        for info in zi.infolist():
-            out = zipfile.ZipInfo(info.filename, date_time=info.date_time)
-            out.compress_type = zipfile.ZIP_STORED
-            out.external_attr = info.external_attr
-            with zi.open(info) as fi, zo.open(out, "w", force_zip64=info.file_size > (1 << 30)) as fo:
-                shutil.copyfileobj(fi, fo, 1 << 22)
-    os.replace(tmp, dst)
-    return dst
 
 
 def run(
@@ -235,18 +270,21 @@ def run(
             "all_configs_total_wall_s": "sum over configs of the median wall_s of separate runs (one process each)",
             "all_configs_one_pass_wall_s": "median wall_s of simulate_many(all configs, trace) in one process: "
             "each input read once, masks shared by configs with the same selection (what accelsim compare runs)",
-            "llama2-7b_prefill512": "the synthetic 7B trace with its zip members stored (see stored_copy); "
-            "llama2-7b_prefill512_deflated is the same trace as accelsim trace writes it (deflated)",
+            "llama2-7b_batch8_decode_attention4k": "Server(hw, Scenario(batch=8, context_tokens=4096)).run(): one "
+            "decode step of 8 sequences (linear sites + attention over the 4096-token KV cache) on a synthetic 7B "
+            "decode trace of 8 sequences; simulated_cycles is the step's cycles, dense_macs includes attention",
+            "llama2-7b_prefill512": "the synthetic 7B trace as accelsim trace writes it: its inputs (>= 256 KiB "
+            "each) are stored, not deflated (docs/trace-format.md, Compression)",
         },
         "targets": TARGETS,
         "groups": {},
-        **({} if smoke else {"pending": PENDING}),
     }
     for name, trace, cfgs in groups(smoke, prefill512_configs, log):
         rep = prefill512_repeat if name == "llama2-7b_prefill512" else (1 if smoke else repeat)
         cases = []
+        serving = SERVING.get(name)
         for cfg in cfgs:
-            c = run_case(cfg, trace, rep)
+            c = run_case(cfg, trace, rep, serving)
             cases.append(c)
             log(
                 f"{name:28s} {c['config']:13s} {c['wall_s']['median']:8.3f} s  "
@@ -260,7 +298,7 @@ def run(
             "all_configs_total_wall_s": sum(c["wall_s"]["median"] for c in cases),
         }
         if len(cfgs) > 1:  # every config in one process and one pass over the trace (what accelsim compare does)
-            one = run_case(list(cfgs), trace, rep)
+            one = run_case(list(cfgs), trace, rep, serving)
             one_cycles = sum(c["simulated_cycles"] for c in cases)
             if one["simulated_cycles"] != one_cycles:
                 raise RuntimeError(f"{name}: one-pass cycles {one['simulated_cycles']} != separate runs {one_cycles}")
@@ -312,8 +350,14 @@ def main() -> int:
     ap.add_argument("--hw", type=Path, action="append", help=argparse.SUPPRESS)
     ap.add_argument("--trace", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--serving-batch", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--serving-context", type=int, default=None, help=argparse.SUPPRESS)
     add_args(ap)
     args = ap.parse_args()
+    if args.case and args.serving_batch is not None:
+        rec = serving_case_here(args.hw, args.trace, args.repeat, args.serving_batch, args.serving_context)
+        print("CASE_RESULT " + json.dumps(rec), flush=True)
+        return 0
     if args.case:
         print("CASE_RESULT " + json.dumps(run_case_here(args.hw, args.trace, args.repeat)), flush=True)
         return 0

@@ -47,12 +47,24 @@ def test_run_all_smoke_writes_every_part_and_keeps_other_keys(tmp_path):
 
     wm = data["whole_model"]
     assert wm["status"] == "complete"
-    (grp,) = wm["groups"].values()
-    assert {c["config"] for c in grp["cases"]} == {"dense", "nm8_16"}
-    for c in grp["cases"]:
-        assert c["simulated_cycles"] > 0 and c["dense_macs"] > 0
-        assert c["peak_rss_mb"] >= c["rss_before_simulate_mb"] > 0
-        assert c["dense_equivalent_macs_per_wall_s"] == c["dense_macs"] / c["wall_s"]["median"]
+    assert set(wm["groups"]) == {"smoke_synthetic_prefill4", "smoke_serving_b2_context64"}
+    for grp in wm["groups"].values():
+        assert {c["config"] for c in grp["cases"]} == {"dense", "nm8_16"}
+        for c in grp["cases"]:
+            assert c["simulated_cycles"] > 0 and c["dense_macs"] > 0
+            assert c["peak_rss_mb"] >= c["rss_before_simulate_mb"] > 0
+            assert c["dense_equivalent_macs_per_wall_s"] == c["dense_macs"] / c["wall_s"]["median"]
+        one = grp["all_configs_one_pass"]
+        assert one["simulated_cycles"] == sum(c["simulated_cycles"] for c in grp["cases"])
+    # the serving decode step: batch 2 at 64-token context; its cycles are the step's (TPOT x clock), and its
+    # dense MACs add attention (QK^T and PV over the cache) to the linear sites of both sequences
+    for c in wm["groups"]["smoke_serving_b2_context64"]["cases"]:
+        assert c["scenario"]["batch"] == 2 and c["scenario"]["context_tokens"] == 64 and c["phase"] == "decode"
+        assert 0 < c["attention_dense_macs_per_config"] < c["dense_macs"]
+        (tpot_ms,) = c["tpot_ms"].values()
+        assert tpot_ms > 0 and 0 < c["attention_share"][c["config"]] < 1
+    dense, nm = sorted(wm["groups"]["smoke_serving_b2_context64"]["cases"], key=lambda c: c["config"] != "dense")
+    assert dense["dense_macs"] == nm["dense_macs"] and nm["simulated_cycles"] < dense["simulated_cycles"]
 
     sw = data["sweep_throughput"]
     assert sw["configs"] == ["dense", "nm8_16"] and sw["points"] == 2

@@ -152,6 +152,22 @@ def test_synthetic_values_match_the_real_statistics(tmp_path, fit):
         assert abs(fake.loc[kind, "near_zero_share"] - real.loc[kind, "near_zero_share"]) < 0.01
 
 
+def test_synthetic_batch_of_sequences(tmp_path, fit):
+    """``sequences=B``: a v2 decode trace of B sequences (B rows per step) that the serving layer can batch;
+    with B = 1 it is the one-sequence trace byte for byte."""
+    one = syn.synthesize(tmp_path / "one.npz", "smollm2-135m", REAL, tokens=1, phase="decode", layers=1)
+    same = syn.synthesize(tmp_path / "same.npz", "smollm2-135m", REAL, tokens=1, phase="decode", layers=1, sequences=1)
+    assert file_sha256(one) == file_sha256(same)
+    four = syn.synthesize(tmp_path / "b4.npz", "smollm2-135m", REAL, tokens=2, phase="decode", layers=1, sequences=4)
+    with Trace(four) as tr:
+        assert tr.n_sequences == 4 and tr.meta["tokens"] == 2 and tr.n_tokens == 8
+        assert tr.token_ids().shape == (4, 2) and tr.sequence_token_ids().shape == (4, 2)
+        x = tr.site_input(tr.sites[0])
+        assert x.shape == (8, tr.sites[0].K) and len(np.unique(x, axis=0)) == 8  # every row drawn on its own
+    with pytest.raises(ValueError, match="sequences"):
+        syn.synthesize_data("llama2-7b", fit, tokens=1, sequences=0)
+
+
 def test_synthesize_rejects_bad_arguments(fit):
     with pytest.raises(ValueError, match="unknown model shape"):
         syn.synthesize_data("gpt-5", fit, tokens=1)

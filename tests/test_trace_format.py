@@ -9,7 +9,15 @@ import zipfile
 import numpy as np
 import pytest
 
-from accelsim.trace.format import Site, Trace, TraceData, TraceError, file_sha256, write_trace
+from accelsim.trace.format import (
+    STORE_INPUTS_FROM_BYTES,
+    Site,
+    Trace,
+    TraceData,
+    TraceError,
+    file_sha256,
+    write_trace,
+)
 from tests.helpers import smollm2_shaped_trace
 
 
@@ -31,6 +39,31 @@ def test_same_content_same_bytes(tmp_path):
     a = smollm2_shaped_trace(tmp_path / "a.npz", tokens=3)
     b = smollm2_shaped_trace(tmp_path / "b.npz", tokens=3)
     assert file_sha256(a) == file_sha256(b)
+
+
+def test_large_inputs_are_stored_small_members_deflated(tmp_path):
+    """Inputs of STORE_INPUTS_FROM_BYTES or more are stored (no inflate on read), the rest deflated; the values
+    read back are the same either way, and compress=False stores every member."""
+    p = smollm2_shaped_trace(tmp_path / "t.npz", tokens=128, layers=1)  # down input 128 x 1536: 384 KiB
+    with zipfile.ZipFile(p) as zf:
+        kinds = {i.filename: (i.compress_type, i.file_size) for i in zf.infolist()}
+    for name, (how, size) in kinds.items():
+        big = name.startswith("input/") and size >= STORE_INPUTS_FROM_BYTES
+        assert how == (zipfile.ZIP_STORED if big else zipfile.ZIP_DEFLATED), name
+    assert sum(how == zipfile.ZIP_STORED for how, _ in kinds.values()) == 1  # the down input only
+    with Trace(p) as tr:
+        data = TraceData(
+            meta=dict(tr.meta),
+            sites=tr.sites,
+            inputs={i: tr.site_input(next(s for s in tr.sites if s.input_id == i)) for i in tr.input_ids()},
+            token_ids=tr.token_ids(),
+        )
+    flat = write_trace(tmp_path / "flat.npz", data, compress=False)
+    with zipfile.ZipFile(flat) as zf:
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
+    with Trace(p) as a, Trace(flat) as b:
+        for (sa, xa), (sb, xb) in zip(a.iter_sites(), b.iter_sites(), strict=True):
+            assert sa == sb and np.array_equal(xa, xb)
 
 
 def _meta(**over):

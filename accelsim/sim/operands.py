@@ -97,7 +97,7 @@ def unstructured_instruction_rows(mask: np.ndarray, tokens: int, k: int) -> tupl
 def distinct_per_bin(bins: np.ndarray, values: np.ndarray, n_bins: int, n_values: int) -> np.ndarray:
     """Per bin, the number of distinct ``values`` (each in ``[0, n_values)``) among its entries, ``[n_bins]``."""
     flat = bins.astype(np.int64) * n_values + values
-    if n_bins * n_values <= 1 << 26:  # a presence table: no sort
+    if n_bins * n_values <= min(1 << 26, 64 * len(flat) + 4096):  # a presence table (no sort) unless mostly empty
         seen = np.zeros(n_bins * n_values, dtype=bool)
         seen[flat] = True
         return seen.reshape(n_bins, n_values).sum(axis=1)

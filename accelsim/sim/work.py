@@ -122,6 +122,70 @@ def _row_bytes(o_size: np.ndarray, w_bytes: float, burst: int) -> np.ndarray:
     return _ceil_div(raw, burst) * burst
 
 
+@dataclass(frozen=True)
+class _ShapeConsts:
+    """What :func:`build_site_work` derives from ``(hw, T, K, O)`` alone (read-only; shared by sites)."""
+
+    tiling: Tiling
+    t_spans: list[tuple[int, int]]
+    k_spans: list[tuple[int, int]]
+    o_sizes: np.ndarray
+    t_sizes: np.ndarray
+    t_starts: np.ndarray
+    k_real: np.ndarray
+    row_bytes: np.ndarray
+    bits_per_value: list[float]
+
+
+#: ``(id(hw), T, K, O) -> _ShapeConsts`` and ``id(hw) -> hw`` (held, so that an id is never reused while cached).
+_SHAPES: dict[tuple, _ShapeConsts] = {}
+#: cross-site memo of :func:`_mma_sequence_cost`: ``(id(hw), o_sizes, _mma_key) -> result`` (read-only results)
+_SEQ_COSTS: dict[tuple, tuple] = {}
+_HELD: dict[int, HwConfig] = {}
+_CACHE_LIMIT = 1 << 14
+
+
+def _hold(hw: HwConfig) -> int:
+    """``id(hw)``, with ``hw`` kept alive by the caches (cleared together when they grow too large)."""
+    if len(_SHAPES) + len(_SEQ_COSTS) > _CACHE_LIMIT:
+        _SHAPES.clear()
+        _SEQ_COSTS.clear()
+        _HELD.clear()
+    _HELD[id(hw)] = hw
+    return id(hw)
+
+
+def _sizes(spans: list[tuple[int, int]]) -> np.ndarray:
+    return np.fromiter((b - a for a, b in spans), dtype=np.int64, count=len(spans))
+
+
+def _shape_consts(hw: HwConfig, T: int, K: int, O: int) -> _ShapeConsts:  # noqa: N803
+    key = (_hold(hw), T, K, O)
+    c = _SHAPES.get(key)
+    if c is None:
+        tiling = choose_tiling(hw, T, K, O)
+        t_spans = tiling.spans(T, tiling.T_tile)
+        k_spans = tiling.spans(K, tiling.K_tile)
+        o_sizes = np.full(-(-O // tiling.O_tile), tiling.O_tile, dtype=np.int64)
+        if O % tiling.O_tile:
+            o_sizes[-1] = O % tiling.O_tile
+        c = _ShapeConsts(
+            tiling=tiling,
+            t_spans=t_spans,
+            k_spans=k_spans,
+            o_sizes=o_sizes,
+            t_sizes=_sizes(t_spans),
+            t_starts=np.array([a for a, _ in t_spans], dtype=np.int64),
+            k_real=_sizes(k_spans),
+            row_bytes=_row_bytes(o_sizes, hw.precision.weight_bytes, hw.dram.burst_bytes),
+            bits_per_value=_bits_per_kept_value(hw, k_spans),
+        )
+        for arr in (c.o_sizes, c.t_sizes, c.t_starts, c.k_real, c.row_bytes):
+            arr.flags.writeable = False
+        _SHAPES[key] = c
+    return c
+
+
 def build_site_work(
     hw: HwConfig,
     x: np.ndarray,
@@ -146,21 +210,16 @@ def build_site_work(
     if mask is None:
         mask = site_mask(hw, x)
     dynamic = sp.kind != "dense" and sp.selection == "dynamic"
-    tiling = choose_tiling(hw, T, K, O)
-    t_spans = tiling.spans(T, tiling.T_tile)
-    o_spans = tiling.spans(O, tiling.O_tile)
-    k_spans = tiling.spans(K, tiling.K_tile)
-    n_t, n_o, n_k = len(t_spans), len(o_spans), len(k_spans)
-    o_sizes = np.array([b - a for a, b in o_spans], dtype=np.int64)
-    t_sizes = np.array([b - a for a, b in t_spans], dtype=np.int64)
-    t_starts = np.array([a for a, _ in t_spans], dtype=np.int64)
+    sc = _shape_consts(hw, T, K, O)
+    tiling, t_spans, k_spans = sc.tiling, sc.t_spans, sc.k_spans
+    o_sizes, t_sizes, t_starts, k_real = sc.o_sizes, sc.t_sizes, sc.t_starts, sc.k_real
+    n_t, n_o, n_k = len(t_spans), len(o_sizes), len(k_spans)
     burst = hw.dram.burst_bytes
-    row_bytes = _row_bytes(o_sizes, pr.weight_bytes, burst)  # per o-tile
+    row_bytes = sc.row_bytes  # per o-tile
 
     # kept counts per token and k-tile; union of kept rows per t-tile (the rows gather_rows fetches)
     counts = np.empty((n_k, T), dtype=np.int64)
     union = np.empty((n_t, n_k), dtype=np.int64)
-    k_real = np.array([b - a for a, b in k_spans], dtype=np.int64)
     union_all = None if mask is None else _tile_any(mask, t_starts, tiling.T_tile)
     for kk, (c0, c1) in enumerate(k_spans):
         if mask is None:
@@ -192,8 +251,9 @@ def build_site_work(
     act_sram_read = weight_sram_read = out_update = meta_read_bits = issued_slots = acc_reg_update = 0
     dec_lat = sp.decoder.latency_cycles if (dynamic and sp.decoder is not None) else 0
     widen = (sp.m / sp.n) if (dynamic and sp.kind == "nm") else (1.0 / sp.density if dynamic and sp.density else 1.0)
-    bits_per_value = _bits_per_kept_value(hw, k_spans)
-    mma_memo: dict = {}  # (t, k)-tiles of one site with the same instruction sequence (see _mma_tile)
+    bits_per_value = sc.bits_per_value
+    # (t, k)-tiles with the same instruction sequence, on this site and earlier ones (see _mma_tile)
+    mma_memo = _SeqMemo(_hold(hw), o_sizes)
     for i, (r0, r1) in enumerate(t_spans):
         for kk in range(n_k):
             cnt = counts[kk, r0:r1]
@@ -506,8 +566,36 @@ def _mma_key(hw: HwConfig, cnt, mk, u_rows, k_tile: int, bits: float, dynamic: b
     return key
 
 
-def _mma_tile(hw: HwConfig, cnt, mk, u_rows, k_tile: int, bits: float, dynamic: bool, o_sizes: np.ndarray,
-              memo: dict | None = None):
+class _SeqMemo:
+    """The :func:`_mma_sequence_cost` memo of one site's tiles, backed by the cross-site ``_SEQ_COSTS``: a key
+    is :func:`_mma_key` (everything the sequence reads) with the config and the site's o-tile widths."""
+
+    def __init__(self, hw_id: int, o_sizes: np.ndarray):
+        self._prefix = (
+            hw_id,
+            len(o_sizes),
+            int(o_sizes[0]) if len(o_sizes) else 0,
+            int(o_sizes[-1]) if len(o_sizes) else 0,
+        )
+
+    def get(self, key: tuple):
+        return _SEQ_COSTS.get((*self._prefix, key))
+
+    def __setitem__(self, key: tuple, value) -> None:
+        _SEQ_COSTS[(*self._prefix, key)] = value
+
+
+def _mma_tile(
+    hw: HwConfig,
+    cnt,
+    mk,
+    u_rows,
+    k_tile: int,
+    bits: float,
+    dynamic: bool,
+    o_sizes: np.ndarray,
+    memo: dict | None = None,
+):
     """Cycles by part (per o-tile) and action counts of one ``(t-tile, k-tile)`` on the ``mma`` array.
 
     Only the compute cycles depend on the kept count itself; the rest is a function of the instruction sequence,
@@ -541,8 +629,9 @@ def _mma_sequence_cost(hw: HwConfig, cnt, mk, u_rows, k_tile: int, bits: float, 
     uniq, inv = np.unique(n_ob, return_inverse=True)
     table = np.array(
         [
-            _mma_rounds(np.tile(op, int(v)), np.tile(meta, int(v)), units, iv, mm.operand_buffer_read_bytes_per_cycle,
-                        bw_meta)
+            _mma_rounds(
+                np.tile(op, int(v)), np.tile(meta, int(v)), units, iv, mm.operand_buffer_read_bytes_per_cycle, bw_meta
+            )
             for v in uniq
         ],
         dtype=np.int64,

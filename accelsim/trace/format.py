@@ -37,6 +37,9 @@ READ_VERSIONS = ("accelsim-trace/1", SCHEMA_VERSION)  # v1 has no 'sequences' (1
 PHASES = ("prefill", "decode")
 KINDS = ("q", "k", "v", "o", "gate", "up", "down")
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+#: Input members of at least this many bytes are stored, not deflated: zlib saves about 5 % on float16
+#: activations and every read of a large trace would pay the inflate (docs/trace-format.md, "Compression").
+STORE_INPUTS_FROM_BYTES = 256 * 1024
 _REQUIRED_META = (
     "schema_version",
     "model",
@@ -102,7 +105,10 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 def write_trace(path: str | Path, data: TraceData, *, compress: bool = True) -> Path:
     """Validate ``data`` and write it to ``path`` atomically (a temporary file renamed at the end).
 
-    Same content, same bytes: zip members are written in a fixed order with a fixed timestamp.
+    Same content, same bytes: zip members are written in a fixed order with a fixed timestamp. ``compress``:
+    deflate the members, except ``input/*`` members of ``STORE_INPUTS_FROM_BYTES`` or more, which are stored
+    (float16 activations barely compress, and inflating them dominated reading a large trace);
+    ``compress=False`` stores every member.
     """
     path = Path(path)
     meta = dict(data.meta)
@@ -131,7 +137,8 @@ def write_trace(path: str | Path, data: TraceData, *, compress: bool = True) -> 
 
             def put(name: str, payload: bytes) -> None:
                 info = zipfile.ZipInfo(name, date_time=_FIXED_ZIP_TIME)
-                info.compress_type = mode
+                big_input = name.startswith("input/") and len(payload) >= STORE_INPUTS_FROM_BYTES
+                info.compress_type = zipfile.ZIP_STORED if big_input else mode
                 info.external_attr = 0o644 << 16
                 zf.writestr(info, payload)
 

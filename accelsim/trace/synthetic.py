@@ -392,13 +392,16 @@ def synthesize_data(
     layers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     lm_head: bool = True,
+    sequences: int = 1,
 ) -> TraceData:
     """A :class:`TraceData` with ``shape``'s sites whose inputs are sampled lazily from ``fit``.
 
     Input ``i`` (in site order) of target layer ``l`` uses source layer ``round(l (L_src - 1) / (L - 1))`` of
     its class and the generator ``default_rng([seed, i])``: token scales and channel scales resampled (with
     replacement) from that source layer's, times ``s_l * alpha * GenNormal(beta)``. ``lm_head``: add the output
-    projection's input as the last site, sampled like the last layer's gate/up input."""
+    projection's input as the last site, sampled like the last layer's gate/up input. ``sequences``: a batch of
+    ``B`` sequences of ``tokens`` each (``tokens * B`` rows, every row sampled alike; the row layout of
+    ``serving_meta.ROW_LAYOUT``); ``B = 1`` draws exactly what a one-sequence trace always drew."""
     if isinstance(shape, str):
         if shape not in SHAPES:
             raise ValueError(f"unknown model shape {shape!r}; known: {', '.join(SHAPES)}")
@@ -407,6 +410,9 @@ def synthesize_data(
         raise ValueError(f"phase {phase!r}: allowed {', '.join(PHASES)}")
     if tokens < 1:
         raise ValueError(f"tokens must be >= 1, got {tokens}")
+    if sequences < 1:
+        raise ValueError(f"sequences must be >= 1, got {sequences}")
+    rows = tokens * sequences
     sites = shape_sites(shape, layers, lm_head=lm_head)
     n_layers = shape.layers if layers is None else layers
     inputs: dict[str, _LazyInput] = {}
@@ -421,9 +427,9 @@ def synthesize_data(
 
         def make(cf: ClassFit = cf, src: int = src, index: int = index, K: int = s.K) -> np.ndarray:
             rng = np.random.default_rng([seed, index])
-            r = rng.choice(cf.token_scales[src], size=tokens).astype(np.float32)
+            r = rng.choice(cf.token_scales[src], size=rows).astype(np.float32)
             u = rng.choice(cf.channel_scales[src], size=K).astype(np.float32)
-            z = sample_gennorm(rng, cf.beta, (tokens, K))
+            z = sample_gennorm(rng, cf.beta, (rows, K))
             z *= np.float32(cf.layer_scale[src] * cf.alpha)
             z *= r[:, None]
             z *= u[None, :]
@@ -433,7 +439,7 @@ def synthesize_data(
                 progress(made[0], n_inputs)
             return z.astype(np.float16)
 
-        inputs[s.input_id] = _LazyInput((tokens, s.K), make)
+        inputs[s.input_id] = _LazyInput((rows, s.K), make)
     share, lin, total = shape.linear_weight_share()
     method = (
         "per input class (q/k/v input, o input, gate/up input, down input): x[t,k] = s_l * r_t * u_k * alpha * z, "
@@ -450,7 +456,7 @@ def synthesize_data(
         "text_source": "none (synthetic)",
         "text_sha256": "",
         "tokens": tokens,
-        "sequences": 1,
+        "sequences": sequences,
         "architecture": shape.architecture(n_layers),
         "token_ids": "placeholders (zeros): synthetic values come from no text",
         "tool_version": _tool_version(),
@@ -470,7 +476,7 @@ def synthesize_data(
             "caveat": "values follow the small model's statistics and absolute scale, not Llama-2-7B's own",
         },
     }
-    token_ids = np.zeros(tokens, dtype=np.int64)
+    token_ids = np.zeros(tokens if sequences == 1 else (sequences, tokens), dtype=np.int64)
     return TraceData(meta=meta, sites=sites, inputs=inputs, token_ids=token_ids)  # type: ignore[arg-type]
 
 
@@ -485,10 +491,10 @@ def synthesize(
     layers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     lm_head: bool = True,
+    sequences: int = 1,
 ) -> Path:
     """Fit ``stats_from`` (a real trace) and write a synthetic trace with ``shape``'s sites to ``out``."""
     fit = fit_trace(stats_from)
-    data = synthesize_data(
-        shape, fit, tokens=tokens, phase=phase, seed=seed, layers=layers, progress=progress, lm_head=lm_head
-    )
+    kw = {"phase": phase, "seed": seed, "layers": layers, "progress": progress, "lm_head": lm_head}
+    data = synthesize_data(shape, fit, tokens=tokens, sequences=sequences, **kw)
     return write_trace(out, data)
