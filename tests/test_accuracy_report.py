@@ -118,3 +118,13 @@ def test_docs_page_holds_the_gemma_tables_on_4_windows_with_bos():
     for r in recs.values():
         assert r["model"] == "gemma3-270m" and r["windows"] == 4 and r["bos_prefix"] is True
         assert r["dense_ppl"] == recs["gemma3-270m|dense|none|none"]["ppl"]
+
+
+def test_gemma_16_window_check_rows():
+    recs = json.loads((ROOT / "docs" / "accuracy_gemma3-270m_w16.json").read_text())["records"]
+    assert {"gemma3-270m|dense|none|none", "gemma3-270m|8:16|magnitude|none"} <= set(recs)
+    for r in recs.values():
+        assert (r["windows"], r["seq_len"], r["bos_prefix"]) == (16, 512, True)
+    page = (ROOT / "docs" / "accuracy.md").read_text()
+    w4 = json.loads(DENSITY.read_text())["records"]["gemma3-270m|8:16|magnitude|none"]["ppl"]
+    assert f"| 8:16 | {w4:.2f} | {recs['gemma3-270m|8:16|magnitude|none']['ppl']:.2f} |" in page
