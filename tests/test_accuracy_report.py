@@ -70,7 +70,7 @@ def test_update_markdown_rewrites_only_the_generated_section(tmp_path):
 
 
 DENSITY = ROOT / "docs" / "accuracy_density.json"
-DENSITY_MODELS = ("smollm2-135m",)  # Gemma-3-270M joins when its rows are in
+DENSITY_MODELS = ("smollm2-135m", "gemma3-270m")
 
 
 def test_docs_page_holds_the_density_tables_and_the_figure():
@@ -101,3 +101,30 @@ def test_density_suite_covers_three_densities_and_every_family():
             assert n / m == d
             assert {f"m|{p}|magnitude|none", f"m|{p}|magnitude|var"} <= keys
         assert f"m|unstructured{d:g}|magnitude|none" in keys and f"m|teal{1 - d:g}|magnitude|var" in keys
+
+
+GEMMA = ROOT / "docs" / "accuracy_gemma3-270m.json"
+
+
+def test_docs_page_holds_the_gemma_tables_on_4_windows_with_bos():
+    from accelsim.accuracy.report import markers
+
+    recs = json.loads(GEMMA.read_text())["records"]
+    begin, end = markers("gemma3-270m")
+    page = (ROOT / "docs" / "accuracy.md").read_text()
+    inner = page.split(begin, 1)[1].split(end, 1)[0]
+    assert inner.strip() == tables(recs, "gemma3-270m").strip()
+    assert "gemma3-270m|dense|none|none" in recs and "gemma3-270m|8:16|magnitude|none" in recs
+    for r in recs.values():
+        assert r["model"] == "gemma3-270m" and r["windows"] == 4 and r["bos_prefix"] is True
+        assert r["dense_ppl"] == recs["gemma3-270m|dense|none|none"]["ppl"]
+
+
+def test_gemma_16_window_check_rows():
+    recs = json.loads((ROOT / "docs" / "accuracy_gemma3-270m_w16.json").read_text())["records"]
+    assert {"gemma3-270m|dense|none|none", "gemma3-270m|8:16|magnitude|none"} <= set(recs)
+    for r in recs.values():
+        assert (r["windows"], r["seq_len"], r["bos_prefix"]) == (16, 512, True)
+    page = (ROOT / "docs" / "accuracy.md").read_text()
+    w4 = json.loads(DENSITY.read_text())["records"]["gemma3-270m|8:16|magnitude|none"]["ppl"]
+    assert f"| 8:16 | {w4:.2f} | {recs['gemma3-270m|8:16|magnitude|none']['ppl']:.2f} |" in page

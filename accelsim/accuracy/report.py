@@ -80,7 +80,7 @@ def tables(records: dict[str, dict], model: str | None = None) -> str:
             cells.append(
                 "–"
                 if r is None
-                else f"{r['top1_agreement']:.3f} / {r['forced_agreement']:.2f} / {r['token_agreement']:.2f}"
+                else f"{r['top1_agreement']:.3f} / {_f(r['forced_agreement'])} / {_f(r['token_agreement'])}"
             )
         rows.append(cells)
     out.append(
