@@ -138,16 +138,9 @@ def plot(records: dict[str, dict], path: str | Path) -> None:
 
 def update_markdown(path: Path, records: dict[str, dict]) -> None:
     """Rewrite the section between ``BEGIN`` and ``END`` of ``path`` (appended when missing)."""
-    block = f"{BEGIN}\n\n{tables(records)}\n{END}"
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = (old.rstrip("\n") + "\n\n" if old else "") + block + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new, encoding="utf-8")
-    tmp.replace(path)
+    from accelsim.accuracy.report import replace_section
+
+    replace_section(path, BEGIN, END, tables(records))
 
 
 def main(argv: list[str] | None = None) -> int:
