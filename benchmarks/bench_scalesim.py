@@ -38,6 +38,7 @@ for p in (ROOT, ROOT / "benchmarks"):
 
 from results_io import RESULTS, machine_info, update_results, wall_stats  # noqa: E402
 
+from accelsim.config.compat import scalesim_compat_hw  # noqa: E402
 from accelsim.config.hw import HwConfig  # noqa: E402
 from accelsim.sim.engine import simulate_site  # noqa: E402
 from accelsim.sim.fast_engine import simulate_site_fast  # noqa: E402
@@ -63,31 +64,11 @@ ARRAYS = (32, 128)
 DATAFLOWS = ("ws", "os")
 SMOKE_GEMMS = [("smoke_decode1_96x80", 1, 96, 80), ("smoke_prefill8_64x48", 8, 64, 48)]
 SMOKE_ARRAYS = (8,)
-HUGE = 1 << 40
 
 
 def compat_hw(dataflow: str, rows: int, cols: int) -> HwConfig:
     """SCALE-Sim compatibility setting: one tile per site, no weight-load overlap, ideal memory."""
-    return HwConfig.model_validate(
-        {
-            "name": f"scalesim-compat-{rows}x{cols}-{dataflow}",
-            "clock_hz": 1e9,
-            "precision": {"activation_bytes": 2, "weight_bytes": 2, "accumulator_bytes": 4, "output_bytes": 2},
-            "array": {
-                "dataflow": dataflow,
-                "scalesim_compat": True,
-                "systolic": {"rows": rows, "cols": cols, "weight_load_rows_per_cycle": 1},
-            },
-            "sram": {
-                "activation_buffer_bytes": HUGE,
-                "weight_buffer_bytes": HUGE,
-                "output_buffer_bytes": HUGE,
-                "max_tokens_per_tile": 1 << 30,
-            },
-            "dram": {"bandwidth_gb_per_s": float("inf"), "latency_cycles": 0},
-            "sparsity": {"kind": "dense"},
-        }
-    )
+    return scalesim_compat_hw(dataflow, rows, cols, name=f"scalesim-compat-{rows}x{cols}-{dataflow}")
 
 
 def closed_form_cycles(dataflow: str, M: int, K: int, N: int, R: int, C: int) -> int:  # noqa: N803

@@ -18,34 +18,14 @@ import math
 import numpy as np
 import pytest
 
+from accelsim.config.compat import scalesim_compat_hw
 from accelsim.config.hw import HwConfig
 from accelsim.sim.engine import simulate_site
 from accelsim.sim.work import build_site_work
 
-HUGE = 1 << 40
-
 
 def compat_hw(dataflow: str, rows: int, cols: int, sparsity: dict | None = None, *, wbytes: float = 2) -> HwConfig:
-    return HwConfig.model_validate(
-        {
-            "name": "scalesim-compat",
-            "clock_hz": 1e9,
-            "precision": {"activation_bytes": 2, "weight_bytes": wbytes, "accumulator_bytes": 4, "output_bytes": 2},
-            "array": {
-                "dataflow": dataflow,
-                "scalesim_compat": True,
-                "systolic": {"rows": rows, "cols": cols, "weight_load_rows_per_cycle": 1},
-            },
-            "sram": {
-                "activation_buffer_bytes": HUGE,
-                "weight_buffer_bytes": HUGE,
-                "output_buffer_bytes": HUGE,
-                "max_tokens_per_tile": 1 << 30,
-            },
-            "dram": {"bandwidth_gb_per_s": float("inf"), "latency_cycles": 0},
-            "sparsity": sparsity or {"kind": "dense"},
-        }
-    )
+    return scalesim_compat_hw(dataflow, rows, cols, sparsity, weight_bytes=wbytes)
 
 
 def static_nm(n: int, m: int) -> dict:

@@ -147,15 +147,19 @@ def _loc(parts: tuple[Any, ...]) -> str:
     return ".".join(k if len(k) <= 40 else k[:37] + "..." for k in keys)
 
 
-def format_validation_error(path: str | Path, exc: ValidationError) -> str:
-    """One line per problem, joined by '; ', each ``file: key.path: message`` (at most 5 problems)."""
+_UNKNOWN_KEY = "unknown key (check the spelling; allowed keys are listed in docs/hardware-config.md)"
+
+
+def format_validation_error(path: str | Path, exc: ValidationError, *, unknown_key: str = _UNKNOWN_KEY) -> str:
+    """One line per problem, joined by '; ', each ``file: key.path: message`` (at most 5 problems);
+    ``unknown_key`` is the message for a key the schema does not have."""
     parts = []
     errors = exc.errors(include_url=False)
     for err in errors[:5]:
         loc = _loc(err["loc"])
         msg = _short(err["msg"], 200)
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; allowed keys are listed in docs/hardware-config.md)"
+            msg = unknown_key
         elif err["type"] == "literal_error":
             msg = f"must be one of {err.get('ctx', {}).get('expected', '')}, got {echo(err.get('input'))}"
         elif err["type"] == "missing":

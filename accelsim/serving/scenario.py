@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from accelsim.config.hw import HwConfig
-from accelsim.config.yaml_io import ConfigError, echo, read_yaml
+from accelsim.config.yaml_io import ConfigError, format_validation_error, read_yaml
 
 #: Bits per element of each datatype name.
 DTYPE_BITS = {"bf16": 16, "int8": 8, "int4": 4}
@@ -90,20 +90,7 @@ _KEYS = tuple(Scenario.model_fields)
 
 
 def _format(path: str | Path, exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False)[:5]:
-        loc = ".".join(str(x) for x in err["loc"]) or "<top>"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key (allowed: {', '.join(_KEYS)})"
-        elif err["type"] == "literal_error":
-            msg = f"must be one of {err.get('ctx', {}).get('expected', '')}, got {echo(err.get('input'))}"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        elif "input" in err and not isinstance(err["input"], dict):
-            msg = f"{msg}, got {echo(err['input'])}"
-        parts.append(f"{path}: {loc}: {msg}")
-    return "; ".join(parts)
+    return format_validation_error(path, exc, unknown_key=f"unknown key (allowed: {', '.join(_KEYS)})")
 
 
 def load_scenario(path: str | Path) -> Scenario:
