@@ -36,7 +36,7 @@ for p in (ROOT, ROOT / "benchmarks"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from results_io import RESULTS, machine_info, update_results, wall_stats  # noqa: E402
+from results_io import add_common_args, machine_info, out_path, update_results, wall_stats  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache" / "traces"
 STATS_FROM = ROOT / "traces" / "smollm2-135m_prefill32.npz"
@@ -49,6 +49,8 @@ TARGETS = {
     "llama2-7b_prefill512": {"per_config_wall_s": 10.0, "peak_rss_mb": 1024.0},
 }
 
+#: groups whose one-pass case also runs without the reader thread (``accelsim.sim.run.PREFETCH``): what it buys
+READER_THREAD_CASES = ("llama2-7b_prefill512", "smollm2-135m_prefill128", "smoke_synthetic_prefill4")
 #: serving decode-step groups: ``(batch, context_tokens)`` of the scenario
 SERVING = {"llama2-7b_batch8_decode_attention4k": (8, 4096), "smoke_serving_b2_context64": (2, 64)}
 
@@ -61,12 +63,16 @@ def _hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_case_here(hw_paths: list[Path], trace_path: Path, repeat: int) -> dict[str, Any]:
+def run_case_here(hw_paths: list[Path], trace_path: Path, repeat: int, reader_thread: bool = True) -> dict[str, Any]:
     """Simulate ``repeat`` times in this process (the subprocess side of :func:`run_case`); several configs are
-    simulated in one ``simulate_many`` pass (inputs read once, masks shared)."""
+    simulated in one ``simulate_many`` pass (inputs read once, masks shared). ``reader_thread=False`` reads every
+    input in the simulating thread (``accelsim.sim.run.PREFETCH``), to measure what the reader thread buys."""
+    import accelsim.sim.run as sim_run
     from accelsim.config import load_hw
     from accelsim.sim.run import simulate_many
     from accelsim.trace.format import Trace
+
+    sim_run.PREFETCH = reader_thread
 
     hws = [load_hw(p) for p in hw_paths]
     with Trace(trace_path) as tr:
@@ -140,7 +146,11 @@ def serving_case_here(hw_paths: list[Path], trace_path: Path, repeat: int, batch
 
 
 def run_case(
-    hw_path: Path | list[Path], trace_path: Path, repeat: int, serving: tuple[int, int] | None = None
+    hw_path: Path | list[Path],
+    trace_path: Path,
+    repeat: int,
+    serving: tuple[int, int] | None = None,
+    reader_thread: bool = True,
 ) -> dict[str, Any]:
     """One case in a fresh interpreter; the summary record with medians, MACs per second and peak memory.
     A list of configs is one case: all of them in one ``simulate_many`` pass (cycles and MACs summed)."""
@@ -155,6 +165,7 @@ def run_case(
         "--repeat",
         str(repeat),
         *([] if serving is None else ["--serving-batch", str(serving[0]), "--serving-context", str(serving[1])]),
+        *([] if reader_thread else ["--no-reader-thread"]),
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -304,6 +315,19 @@ def run(
                 raise RuntimeError(f"{name}: one-pass cycles {one['simulated_cycles']} != separate runs {one_cycles}")
             grp["all_configs_one_pass"] = one
             grp["all_configs_one_pass_wall_s"] = one["wall_s"]["median"]
+            if name in READER_THREAD_CASES:  # the same pass with every input read in the simulating thread
+                off = run_case(list(cfgs), trace, rep, serving, reader_thread=False)
+                if off["simulated_cycles"] != one["simulated_cycles"]:
+                    raise RuntimeError(f"{name}: cycles without the reader thread differ from with it")
+                grp["reader_thread"] = {
+                    "one_pass_wall_s_on": one["wall_s"]["median"],
+                    "one_pass_wall_s_off": off["wall_s"]["median"],
+                    "one_pass_cpu_s_on": one["cpu_s"]["median"],
+                    "one_pass_cpu_s_off": off["cpu_s"]["median"],
+                    "wall_speedup": off["wall_s"]["median"] / one["wall_s"]["median"],
+                }
+                on_s, off_s = one["wall_s"]["median"], off["wall_s"]["median"]
+                log(f"{name:28s} {'reader thread':13s} on {on_s:.3f} s, off {off_s:.3f} s")
             log(
                 f"{name:28s} {'all, one pass':13s} {one['wall_s']['median']:8.3f} s  (sum of separate runs "
                 f"{grp['all_configs_total_wall_s']:.3f} s)"
@@ -342,26 +366,8 @@ def add_args(ap: argparse.ArgumentParser) -> None:
     )
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="one tiny synthetic trace on two configs")
-    ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--case", action="store_true", help=argparse.SUPPRESS)  # subprocess side of one case
-    ap.add_argument("--hw", type=Path, action="append", help=argparse.SUPPRESS)
-    ap.add_argument("--trace", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
-    ap.add_argument("--serving-batch", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--serving-context", type=int, default=None, help=argparse.SUPPRESS)
-    add_args(ap)
-    args = ap.parse_args()
-    if args.case and args.serving_batch is not None:
-        rec = serving_case_here(args.hw, args.trace, args.repeat, args.serving_batch, args.serving_context)
-        print("CASE_RESULT " + json.dumps(rec), flush=True)
-        return 0
-    if args.case:
-        print("CASE_RESULT " + json.dumps(run_case_here(args.hw, args.trace, args.repeat)), flush=True)
-        return 0
-    out = args.out or (ROOT / "benchmarks" / ".cache" / "smoke_results.json" if args.smoke else RESULTS)
+def run_from_args(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """:func:`run` with the options of :func:`add_args`, checkpointed into and written to ``out``."""
     rec = run(
         smoke=args.smoke,
         repeat=args.model_repeat,
@@ -370,6 +376,31 @@ def main() -> int:
         checkpoint=lambda r: update_results(out, {"whole_model": r}),
     )
     update_results(out, {"whole_model": rec})
+    return rec
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(ap, "one tiny synthetic trace on two configs")
+    ap.add_argument("--case", action="store_true", help=argparse.SUPPRESS)  # subprocess side of one case
+    ap.add_argument("--hw", type=Path, action="append", help=argparse.SUPPRESS)
+    ap.add_argument("--trace", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--serving-batch", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--serving-context", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--no-reader-thread", action="store_true", help=argparse.SUPPRESS)
+    add_args(ap)
+    args = ap.parse_args()
+    if args.case and args.serving_batch is not None:
+        rec = serving_case_here(args.hw, args.trace, args.repeat, args.serving_batch, args.serving_context)
+        print("CASE_RESULT " + json.dumps(rec), flush=True)
+        return 0
+    if args.case:
+        rec = run_case_here(args.hw, args.trace, args.repeat, reader_thread=not args.no_reader_thread)
+        print("CASE_RESULT " + json.dumps(rec), flush=True)
+        return 0
+    out = out_path(args)
+    run_from_args(args, out)
     print(f"wrote whole_model to {out}")
     return 0
 

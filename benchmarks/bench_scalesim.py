@@ -36,7 +36,7 @@ for p in (ROOT, ROOT / "benchmarks"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from results_io import RESULTS, machine_info, update_results, wall_stats  # noqa: E402
+from results_io import add_common_args, machine_info, out_path, update_results, wall_stats  # noqa: E402
 
 from accelsim.config.compat import scalesim_compat_hw  # noqa: E402
 from accelsim.config.hw import HwConfig  # noqa: E402
@@ -336,18 +336,8 @@ def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--gemm", action="append", help="only these GEMM names (repeatable)")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="tiny GEMMs; SCALE-Sim only if already installed")
-    add_args(ap)
-    ap.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="results file (default benchmarks/results.json; smoke: benchmarks/.cache/smoke_results.json)",
-    )
-    args = ap.parse_args()
-    out = args.out or (ROOT / "benchmarks" / ".cache" / "smoke_results.json" if args.smoke else RESULTS)
+def run_from_args(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """:func:`run` with the options of :func:`add_args`, checkpointed into and written to ``out``."""
     rec = run(
         smoke=args.smoke,
         repeat=args.repeat or (3 if args.smoke else 50),
@@ -358,6 +348,16 @@ def main() -> int:
         checkpoint=lambda partial: update_results(out, {"side_by_side": partial}),
     )
     update_results(out, {"side_by_side": rec})
+    return rec
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(ap, "tiny GEMMs; SCALE-Sim only if already installed")
+    add_args(ap)
+    args = ap.parse_args()
+    out = out_path(args)
+    rec = run_from_args(args, out)
     print(f"wrote side_by_side to {out}")
     return 1 if rec["all_cycles_equal"] is False else 0
 

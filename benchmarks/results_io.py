@@ -16,6 +16,23 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
+SMOKE_RESULTS = ROOT / "benchmarks" / ".cache" / "smoke_results.json"
+
+
+def add_common_args(ap, smoke_help: str) -> None:
+    """``--smoke`` and ``--out``, the same in every simulator-speed benchmark and in ``run_all.py``."""
+    ap.add_argument("--smoke", action="store_true", help=smoke_help)
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default benchmarks/results.json; smoke: benchmarks/.cache/smoke_results.json)",
+    )
+
+
+def out_path(args) -> Path:
+    """The results file of parsed :func:`add_common_args` arguments."""
+    return args.out or (SMOKE_RESULTS if args.smoke else RESULTS)
 
 
 def update_results(path: Path, entries: dict[str, Any]) -> dict[str, Any]:

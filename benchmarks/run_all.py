@@ -33,54 +33,26 @@ import bench_models  # noqa: E402
 import bench_scalesim  # noqa: E402
 import bench_sweep  # noqa: E402
 import profile_sim  # noqa: E402
-from results_io import RESULTS, update_results  # noqa: E402
+from results_io import add_common_args, out_path, update_results  # noqa: E402
 
 PARTS = ("side_by_side", "whole_model", "sweep_throughput", "profile")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny sizes, nothing installed, SCALE-Sim skipped unless already cached; asserts no times",
-    )
+    add_common_args(ap, "tiny sizes, nothing installed, SCALE-Sim skipped unless already cached; asserts no times")
     ap.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
-    ap.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="results file (default benchmarks/results.json; smoke: benchmarks/.cache/smoke_results.json)",
-    )
     bench_scalesim.add_args(ap)
     bench_models.add_args(ap)
     args = ap.parse_args(argv)
-    out = args.out or (ROOT / "benchmarks" / ".cache" / "smoke_results.json" if args.smoke else RESULTS)
+    out = out_path(args)
     parts = args.only or list(PARTS)
     status = 0
-    if "side_by_side" in parts:
-        rec = bench_scalesim.run(
-            smoke=args.smoke,
-            repeat=args.repeat or (3 if args.smoke else 50),
-            scalesim_repeat=args.scalesim_repeat,
-            limit_s=args.scalesim_limit_s,
-            skip_scalesim=args.skip_scalesim,
-            gemms=args.gemm,
-            checkpoint=lambda r: update_results(out, {"side_by_side": r}),
-        )
-        update_results(out, {"side_by_side": rec})
-        if rec["all_cycles_equal"] is False:
-            print("!!! side_by_side: cycle counts differ (see results)", file=sys.stderr)
-            status = 1
+    if "side_by_side" in parts and bench_scalesim.run_from_args(args, out)["all_cycles_equal"] is False:
+        print("!!! side_by_side: cycle counts differ (see results)", file=sys.stderr)
+        status = 1
     if "whole_model" in parts:
-        rec = bench_models.run(
-            smoke=args.smoke,
-            repeat=args.model_repeat,
-            prefill512_repeat=args.prefill512_repeat,
-            prefill512_configs=args.prefill512_configs.split(","),
-            checkpoint=lambda r: update_results(out, {"whole_model": r}),
-        )
-        update_results(out, {"whole_model": rec})
+        bench_models.run_from_args(args, out)
     if "sweep_throughput" in parts:
         smoke_trace = bench_models.smoke_trace(print) if args.smoke else None
         update_results(out, {"sweep_throughput": bench_sweep.run(smoke=args.smoke, trace=smoke_trace)})

@@ -56,6 +56,10 @@ def test_run_all_smoke_writes_every_part_and_keeps_other_keys(tmp_path):
             assert c["dense_equivalent_macs_per_wall_s"] == c["dense_macs"] / c["wall_s"]["median"]
         one = grp["all_configs_one_pass"]
         assert one["simulated_cycles"] == sum(c["simulated_cycles"] for c in grp["cases"])
+    # the same pass without the reader thread (same cycles, or the benchmark fails); its wall times are recorded
+    rt = wm["groups"]["smoke_synthetic_prefill4"]["reader_thread"]
+    assert rt["one_pass_wall_s_on"] == wm["groups"]["smoke_synthetic_prefill4"]["all_configs_one_pass_wall_s"]
+    assert rt["wall_speedup"] == rt["one_pass_wall_s_off"] / rt["one_pass_wall_s_on"] > 0
     # the serving decode step: batch 2 at 64-token context; its cycles are the step's (TPOT x clock), and its
     # dense MACs add attention (QK^T and PV over the cache) to the linear sites of both sequences
     for c in wm["groups"]["smoke_serving_b2_context64"]["cases"]:

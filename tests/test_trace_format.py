@@ -206,3 +206,27 @@ def test_v2_writer_checks_batch_shapes(tmp_path):
         with pytest.raises(TraceError, match=re.escape(message)):
             write_trace(tmp_path / "bad.npz", data)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_check_only_for_large_members(tmp_path, monkeypatch):
+    """A member of MEMORY_CHECK_BYTES or more that exceeds the available memory is refused with one line naming
+    it; smaller members are read without asking the system (that check cost more than reading them)."""
+    import accelsim.trace.safe_npz as safe_npz
+
+    p = smollm2_shaped_trace(tmp_path / "t.npz", tokens=4, layers=1)
+    calls = []
+
+    def tiny_memory() -> int:
+        calls.append(1)
+        return 10
+
+    monkeypatch.setattr(safe_npz, "available_memory_bytes", tiny_memory)
+    with Trace(p) as tr:
+        site = tr.sites[0]
+        assert tr.site_input(site).shape == (4, 576)  # 4.5 KiB: below the threshold, never checked
+        assert not calls
+    monkeypatch.setattr(safe_npz, "MEMORY_CHECK_BYTES", 1)
+    with pytest.raises(TraceError, match=r"t\.npz: member '.*' needs .* GB of memory; only .* GB is available"):
+        with Trace(p) as tr:
+            tr.site_input(tr.sites[0])
+    assert calls

@@ -25,6 +25,9 @@ RATIO_FLOOR_BYTES = 1 << 20
 MAX_MEMBERS = 100_000
 MAX_HEADER_BYTES = 10_000
 CHUNK_BYTES = 1 << 22
+#: members at least this large are checked against the memory still available (/proc/meminfo and the cgroup)
+#: before they are allocated; smaller ones are not (the check costs more than a trace site's whole read)
+MEMORY_CHECK_BYTES = 1 << 24
 COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 _ALLOWED_KINDS = "biuf"
 
@@ -171,8 +174,7 @@ class SafeNpz:
         name = _q(key + ".npy")
         if max_bytes is not None and h.data_bytes > max_bytes:
             raise ArchiveError(f"member {name} holds {h.data_bytes} bytes; at most {max_bytes} are allowed")
-        avail = available_memory_bytes()
-        if h.data_bytes > avail:
+        if h.data_bytes >= MEMORY_CHECK_BYTES and h.data_bytes > (avail := available_memory_bytes()):
             raise TooLargeError(
                 f"member {name} needs {h.data_bytes / 1e9:.3g} GB of memory; only {avail / 1e9:.3g} GB is available"
             )
