@@ -1,6 +1,6 @@
 """The discrete-event pipeline of one site (simpy): DRAM reader -> buffers -> compressor -> PE array -> writer.
 
-Events are coarse: one per tile transfer, one per compressed token tile and one per compute tile. The
+Events are coarse: one per tile transfer, one per compressed activation tile and one per compute tile. The
 semantics, which the per-cycle reference model in ``tests/reference_model.py`` re-implements independently:
 
 * **DRAM channel**: one server for reads and writes. A transfer of ``B`` bytes occupies it for
@@ -8,16 +8,18 @@ semantics, which the per-cycle reference model in ``tests/reference_model.py`` r
   free at cycle ``c`` it starts the pending request with the smallest ``(ready cycle, kind, sequence)``, kind
   order activation < metadata < weight < output, among those ready at ``c``. Zero-byte transfers complete at
   once. With infinite bandwidth nothing is serialised: a transfer completes ``latency_cycles`` after it is ready.
-* **Activation reader**: for each token tile in order, takes one of 2 activation-buffer slots, then requests
-  the tile (and its metadata under producer placement). The slot is freed when the PE finishes the token
-  tile's last compute tile.
-* **Compressor** (consumer placement): token tiles in order; starts when a tile has arrived and the previous
+* **Activation reader**: for each activation tile in order (one per token tile, ``T_tile x K``; with K-tiled
+  activation tiles one per compute tile, ``T_tile x K_tile``: ``SiteWork.act_tile``), takes one of 2
+  activation-buffer slots, then requests the tile (and its metadata under producer placement). The slot is freed
+  when the PE finishes the last compute tile that uses the activation tile.
+* **Compressor** (consumer placement): activation tiles in order; starts when a tile has arrived and the previous
   one has left its input stage; busy ``ceil(groups / groups_per_cycle)``; the compressed tile and its mask are
   ready ``latency_cycles`` after that.
 * **Weight reader**: compute tiles in order; takes one of 2 weight-buffer slots; with ``gather_rows`` waits for
-  the token tile's mask (causal); then requests the tile's weight bytes. The slot is freed when the PE finishes
-  that compute tile.
-* **PE array**: compute tiles in order; starts a tile when its weights have arrived, its token tile is
+  the mask of its activation tile (causal; K-tiled: of the first read of its reduction span,
+  ``SiteWork.mask_tile``); then requests the tile's weight bytes. The slot is freed when the PE finishes that
+  compute tile.
+* **PE array**: compute tiles in order; starts a tile when its weights have arrived, its activation tile is
   compressed and (first reduction tile of an output tile) one of 2 output-buffer slots is free; busy for the
   tile's cycles from ``work.py``. After an output tile's last reduction tile its write-back is requested; the
   output slot is freed when the write completes.
@@ -145,8 +147,8 @@ def simulate_site(
 ) -> SiteTiming:
     """Run the event model of one site from a cold start at cycle 0.
 
-    Buffer slots are modelled by waiting for the event that frees them: token tile ``i`` may be read once
-    token tile ``i - slots`` is finished, weight tile ``j`` once compute tile ``j - slots`` is finished, and
+    Buffer slots are modelled by waiting for the event that frees them: activation tile ``i`` may be read once
+    activation tile ``i - slots`` is finished, weight tile ``j`` once compute tile ``j - slots`` is finished, and
     output tile ``q`` may start accumulating once output tile ``q - slots`` has been written back.
     """
     env = simpy.Environment()

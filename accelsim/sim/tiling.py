@@ -1,7 +1,17 @@
 """The tiling rule: SRAM capacities (double buffered) -> ``(T_tile, K_tile, O_tile)``.
 
 Loop order: token tiles outermost, then output tiles, then reduction tiles innermost, so an output tile's
-accumulators stay in the output buffer across all its reduction tiles (no partial sums spill under this rule).
+accumulators stay in the output buffer across all its reduction tiles (partial sums stay on chip, never spill).
+``sram.activation_tiling`` says what an activation tile holds:
+
+* ``full_k`` (the default): ``T_tile x K``, every reduction tile of its tokens, read once per token tile;
+* ``k_tiled``: ``T_tile x K_tile``, one reduction span, read again for every output tile (a compute tile
+  ``(i, o, k)`` needs span ``(i, k)`` and the spans of one token tile do not all fit), so ``T_tile`` is no longer
+  bounded by ``K`` and the weights are streamed once per (larger) token tile;
+* ``auto``: per site, ``k_tiled`` when :func:`dram_bytes_estimate` of its tiling is strictly lower than the
+  ``full_k`` one (or when only ``k_tiled`` fits), otherwise ``full_k``.
+
+``full_k``:
 
 1. ``T_tile`` = the most tokens (at most ``max_tokens_per_tile``, a multiple of the array's token granule when
    that leaves at least one granule) whose dense activations ``T_tile x K`` fit in half the activation buffer
@@ -10,6 +20,18 @@ accumulators stay in the output buffer across all its reduction tiles (no partia
    ``O_tile`` = the most output granules that fit (at most ``O``). Otherwise ``O_tile`` = one granule and
    ``K_tile`` = the most reduction granules that fit (if not even one fits: the most whole N:M groups).
 3. ``O_tile`` shrinks (by granules) until two output tiles of ``T_tile x O_tile`` accumulators fit.
+
+``k_tiled`` replaces rule 1 by: ``T_tile`` = the most tokens (same bound and rounding) whose activations and
+metadata of one reduction granule (of one N:M group if a granule does not fit) fit; then the span = the most
+such units (at most ``K``) whose ``T_tile x span`` activations and metadata fit; rules 2 and 3 follow with
+``K`` replaced by that span (so a smaller ``K_tile`` lets ``O_tile`` widen). When ``K_tile = K`` the activation
+tile is the whole row and the site is tiled exactly as ``full_k``.
+
+``auto``'s estimate, per site: ``token tiles x K x (row bytes of every output tile, rounded to bursts) + reads x
+T x K x activation bytes`` with ``reads`` = the number of output tiles for K-tiled activation tiles, else 1. It is
+the modelled DRAM read bytes for ``weight_fetch: dense`` with dense activations in DRAM; ``gather_rows``, producer
+compression and weight scales read fewer or more bytes than it says, and the rule ignores them (deterministic, from
+the shapes and the buffers alone).
 """
 
 from __future__ import annotations

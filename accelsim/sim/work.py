@@ -1,8 +1,9 @@
 """Per-tile work of one site, computed vectorised from the real activations before any event is simulated.
 
 For each compute tile ``(t-tile, o-tile, k-tile)`` this module gives the weight bytes to fetch, the compute
-cycles of the array (with their breakdown) and the action counts; for each token tile the activation bytes and
-the compressor's busy time. The simpy pipeline (``engine.py``) only adds overlap, contention and stalls.
+cycles of the array (with their breakdown) and the action counts; for each activation tile (a token tile, or with
+K-tiled activation tiles a compute tile's reduction span, read once per output tile) the activation and metadata
+bytes and the compressor's busy time. The simpy pipeline (``engine.py``) only adds overlap, contention and stalls.
 Timing formulas per dataflow are written out in ``docs/timing-model.md``.
 """
 
@@ -97,7 +98,7 @@ class SiteWork:
     out_bytes: np.ndarray  # per (t, o) output tile
     actions: dict[str, int]
     stats: dict[str, float] = field(default_factory=dict)
-    gather_rows: bool = False  # weight reads wait for the token tile's mask
+    gather_rows: bool = False  # weight reads wait for the activation tile's mask
     compat_offset: int = 0  # SCALE-Sim's -1 per site in compat mode
     #: per compute tile, the index of its activation tile (nondecreasing). ``None``: one activation tile per token
     #: tile, ``T_tile x K`` (``full_k``); K-tiled activation tiles have one per compute tile.
