@@ -548,10 +548,8 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
     n_tiles = n_t * n_o * n_k
     # Activation tiles in read order: one per token tile (the whole row), or, K-tiled (sram.activation_tiling),
     # one per compute tile (i, o, k) holding span k of token tile i: the two slots cannot hold a token tile's spans,
-    # so every output tile reads them again. ref: a K-tiled input is never on chip from the previous site.
+    # so every output tile reads them again.
     k_act = tiling.act_k_tiled and n_k > 1
-    if k_act:
-        reuse_input = False
     act_tiles = [(i, kk) for i in range(n_t) for _ in range(n_o) for kk in range(n_k)] if k_act else []
     act_tiles = act_tiles or [(i, None) for i in range(n_t)]
     n_a = len(act_tiles)

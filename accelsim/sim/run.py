@@ -211,7 +211,7 @@ class _ConfigRun:
                 return (*self.memo[key], key)
         ws = self.weight_scales
         work = build_site_work(self.hw, xs, site.O, mask=ms, reuse_input=reuse, weight_scales=ws)
-        if reuse and work.n_t != 1:
+        if reuse and work.n_act != 1:
             work = build_site_work(self.hw, xs, site.O, mask=ms, reuse_input=False, weight_scales=ws)
         out = (work, self.site_engine(work, self.bpc, self.lat))
         if key is not None:

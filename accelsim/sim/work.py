@@ -225,7 +225,9 @@ def build_site_work(
     Args:
         mask: the keep-mask if already computed (shared input); computed from ``x`` otherwise.
         reuse_input: the input (and its compressed form) is still on chip from the previous site with the same
-            ``input_id``: no activation read and no compression.
+            ``input_id``: no activation read and no compression. The caller decides: after a site of more than one
+            activation tile (``SiteWork.n_act``; K-tiled activation tiles hold one reduction span) only its last
+            tiles are on chip (``run.py`` then builds the work again without reuse).
         weight_scales: ``(group_size, scale_bytes)`` of group-quantised weights (int8/int4): every weight tile
             also reads the scales (one per output column) of each group of ``group_size`` input channels that
             holds a fetched row (:func:`group_scale_bytes`). ``None``: no scales (bf16).
@@ -370,8 +372,6 @@ def build_site_work(
     total_kept = int(counts.sum())
     producer = sp.compressor is not None and sp.compressor.placement == "producer"
     k_act = tiling.act_k_tiled and n_k > 1
-    if k_act:
-        reuse_input = False  # only the last reduction spans are on chip, never the whole input
     kept_t = np.add.reduceat(counts.sum(axis=0), t_starts) if T else np.zeros(n_t, dtype=np.int64)
     if k_act:
         kept_tk = np.add.reduceat(counts, t_starts, axis=1).T if T else np.zeros((n_t, n_k), dtype=np.int64)
