@@ -24,11 +24,13 @@ readings chosen where the text leaves room; they are listed in the validation re
   ``latency`` cycles after the transfer's last cycle. Arbitration: smallest (request cycle, kind, order),
   kinds activation < metadata < weight < output. Zero-byte transfers are complete at once; with infinite
   bandwidth a transfer takes no channel time and is usable ``latency`` cycles after its request.
-* Buffers have 2 slots each. Activation slot of token tile ``i`` (``i % 2``) is taken by the read and freed
-  when the PE finishes the token tile's last compute tile; weight slot of compute tile ``j`` is freed when
-  that tile finishes; output slot of output tile ``q`` is taken at its first reduction tile and freed when
-  its write-back completes.
-* Compressor (consumer placement, dynamic selection): one token tile at a time, ``groups_per_cycle`` groups
+* Buffers have 2 slots each. Activation slot of activation tile ``i`` (``i % 2``) is taken by the read and freed
+  when the PE finishes the last compute tile that reads it (an activation tile is a token tile's rows, or with
+  ``sram.activation_tiling`` K-tiled one span ``(token tile, k-tile)`` per compute tile, read again for every
+  output tile; a gathered weight tile then takes its rows from the span's first compression); weight slot of
+  compute tile ``j`` is freed when that tile finishes; output slot of output tile ``q`` is taken at its first
+  reduction tile and freed when its write-back completes.
+* Compressor (consumer placement, dynamic selection): one activation tile at a time, ``groups_per_cycle`` groups
   per cycle (a group is ``m`` channels of a token; unstructured: a token row), then ``latency`` cycles of
   pipeline. Without a compressor on the path (dense, static mask, producer placement, input reused on chip)
   a tile is "compressed" when its data is there.
@@ -97,14 +99,21 @@ class Compressed:
         self.values = np.zeros((t_size, K), dtype=np.float64)
 
 
-def compress_unit(hw: HwConfig, xt: np.ndarray, comp: Compressed, unit: int) -> None:
-    """The compressor's work on one group (``unit`` counts groups token-major)."""
+def compress_unit(hw: HwConfig, xt: np.ndarray, comp: Compressed, unit: int, rows: tuple | None = None) -> None:
+    """The compressor's work on one group (``unit`` counts groups token-major).
+
+    ``rows``: ``(full rows, c0)`` when ``xt`` is the span ``[c0, c0 + K)`` of those rows (K-tiled activation
+    tiles); ref: unstructured selection then keeps the span's part of each full row's top-k (the threshold of the
+    row is known)."""
     sp = hw.sparsity
     K = comp.K  # noqa: N806
     if sp.kind == "unstructured":
         t = unit
-        row = np.abs(xt[t])
-        kept = topk_mask(row[None, :], sp.density)[0]
+        if rows is None:
+            kept = topk_mask(np.abs(xt[t])[None, :], sp.density)[0]
+        else:
+            full, c0 = rows
+            kept = topk_mask(np.abs(full[t])[None, :], sp.density)[0][c0 : c0 + K]
         comp.keep[t] = kept
         comp.values[t] = np.where(kept, xt[t], 0.0)
         return
@@ -122,19 +131,20 @@ def n_units(hw: HwConfig, t_size: int, K: int) -> int:  # noqa: N803
     return t_size if sp.kind == "unstructured" else t_size * math.ceil(K / sp.m)
 
 
-def compress_all(hw: HwConfig, xt: np.ndarray) -> Compressed:
-    """What a compressor produces for a whole token tile (used for producer placement and the static mask)."""
+def compress_all(hw: HwConfig, xt: np.ndarray, rows: tuple | None = None) -> Compressed:
+    """What a compressor produces for a whole activation tile (used for producer placement and the static mask);
+    ``rows`` as in :func:`compress_unit`."""
     sp = hw.sparsity
     comp = Compressed(*xt.shape)
     if sp.kind == "dense":
         comp.keep[:] = True
         comp.values[:] = xt
     elif sp.kind == "nm" and sp.selection == "static_first_n":
-        comp.keep[:] = static_first_n_mask(xt.shape, sp.n, sp.m)
+        comp.keep[:] = static_first_n_mask(xt.shape, sp.n, sp.m)  # spans start on a group boundary
         comp.values[:] = np.where(comp.keep, xt, 0.0)
     else:
         for u in range(n_units(hw, *xt.shape)):
-            compress_unit(hw, xt, comp, u)
+            compress_unit(hw, xt, comp, u, rows)
     return comp
 
 
@@ -536,6 +546,13 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
     t_sp, o_sp, k_sp = spans(T, tiling.T_tile), spans(O, tiling.O_tile), spans(K, tiling.K_tile)
     n_t, n_o, n_k = len(t_sp), len(o_sp), len(k_sp)
     n_tiles = n_t * n_o * n_k
+    # Activation tiles in read order: one per token tile (the whole row), or, K-tiled (sram.activation_tiling),
+    # one per compute tile (i, o, k) holding span k of token tile i: the two slots cannot hold a token tile's spans,
+    # so every output tile reads them again.
+    k_act = tiling.act_k_tiled and n_k > 1
+    act_tiles = [(i, kk) for i in range(n_t) for _ in range(n_o) for kk in range(n_k)] if k_act else []
+    act_tiles = act_tiles or [(i, None) for i in range(n_t)]
+    n_a = len(act_tiles)
     dyn = dynamic(hw)
     producer = dyn and sp.compressor is not None and sp.compressor.placement == "producer"
     on_path = dyn and not producer and not reuse_input
@@ -549,20 +566,29 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
     # DRAM image: what the producer left there (producer placement: compressed values and metadata)
     y = np.full((T, O), np.nan)
 
-    def act_payload(i: int):
+    def act_rows(ai: int) -> tuple[np.ndarray, tuple | None]:
+        """The activation tile's data and, K-tiled, ``(its token tile's full rows, span start)``."""
+        i, kk = act_tiles[ai]
         a, b = t_sp[i]
-        xt = x[a:b]
+        if kk is None:
+            return x[a:b], None
+        c0, c1 = k_sp[kk]
+        return x[a:b, c0:c1], (x[a:b], c0)
+
+    def act_payload(ai: int):
+        xt, ctx = act_rows(ai)
+        t_size, kw = xt.shape
         if reuse_input:  # on chip already, and already compressed
-            return 0, 0, compress_all(hw, xt)
+            return 0, 0, compress_all(hw, xt, ctx)
         if producer:
-            comp = compress_all(hw, xt)
+            comp = compress_all(hw, xt, ctx)
             kept = int(comp.keep.sum())
             if sp.kind == "nm":
-                meta_bits = (b - a) * math.ceil(K / sp.m) * metadata_bits_per_group(sp.n, sp.m, sp.metadata_format)
+                meta_bits = t_size * math.ceil(kw / sp.m) * metadata_bits_per_group(sp.n, sp.m, sp.metadata_format)
             else:
-                meta_bits = kept * index_bits(K)
+                meta_bits = kept * index_bits(kw)
             return math.ceil(kept * pr.activation_bytes - EPS), math.ceil(meta_bits / 8 - EPS), comp
-        return math.ceil((b - a) * K * pr.activation_bytes - EPS), 0, xt
+        return math.ceil(t_size * kw * pr.activation_bytes - EPS), 0, xt
 
     # --- state --------------------------------------------------------------------------------------------
     pending: list[tuple[int, int, int, float, tuple]] = []  # (request cycle, kind rank, order, bytes, tag)
@@ -573,13 +599,14 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
     busy = {"dram": 0, "cmp": 0, "pe": 0}
     stalls = {"dram_stall": 0, "compressor_stall": 0, "writeback_stall": 0}
 
-    act_slot: dict[int, dict] = {}  # slot index -> contents of the token tile in it
+    act_slot: dict[int, dict] = {}  # slot index -> contents of the activation tile in it
     w_slot: dict[int, np.ndarray] = {}
     out_slot: dict[int, np.ndarray] = {}
-    act_arrived = [False] * n_t
-    meta_arrived = [False] * n_t
-    compressed = [False] * n_t
-    t_done = [False] * n_t
+    act_arrived = [False] * n_a
+    meta_arrived = [False] * n_a
+    compressed = [False] * n_a
+    act_done = [False] * n_a  # the last compute tile that reads the activation tile has finished
+    kept_rows: dict[int, np.ndarray] = {}  # activation tile -> its compressed keep-mask (kept for gather_rows)
     w_arrived = [False] * n_tiles
     tile_done = [False] * n_tiles
     written = [False] * (n_t * n_o)
@@ -587,7 +614,7 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
 
     nxt = {"act": 0, "cmp": 0, "wr": 0, "pe": 0}
     cmp_cur: list = [None]  # [i, units done, units total, Compressed]
-    cmp_pipe: list[tuple[int, int]] = []  # (ready cycle, token tile)
+    cmp_pipe: list[tuple[int, int]] = []  # (ready cycle, activation tile)
     pe: dict = {"gen": None, "j": None, "ends": False}
     tile_start: list[int] = [0] * n_tiles
     tile_end: list[int] = [0] * n_tiles
@@ -605,7 +632,7 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
     def deliver(tag: tuple) -> None:
         kind, idx = tag[0], tag[1]
         if kind == "act":
-            act_slot[idx % 2] = {"data": tag[2], "comp": None, "i": idx}
+            act_slot[idx % 2] = {"data": tag[2], "comp": None, "i": idx, "rows": act_rows(idx)[1]}
             act_arrived[idx] = True
         elif kind == "meta":
             meta_arrived[idx] = True
@@ -622,11 +649,25 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
         o, k = divmod(rest, n_k)
         return i, o, k
 
-    def packed_for(i: int, kk: int) -> tuple[Packed, Packed]:
-        slot = act_slot[i % 2]
-        assert slot["i"] == i, "activation slot overwritten before use"
+    def act_of(j: int) -> int:
+        return j if k_act else j // (n_o * n_k)
+
+    def is_last_use(j: int) -> bool:
+        _, o, kk = tile_ijk(j)
+        return k_act or (o == n_o - 1 and kk == n_k - 1)
+
+    def mask_source(j: int) -> int:
+        """ref: the activation tile whose compression first names the rows of tile j: K-tiled, the read of its
+        span by output tile 0 (the controller keeps that span's row mask); otherwise its own."""
+        i, _, kk = tile_ijk(j)
+        return i * n_o * n_k + kk if k_act else act_of(j)
+
+    def packed_for(j: int, kk: int) -> tuple[Packed, Packed]:
+        ai = act_of(j)
+        slot = act_slot[ai % 2]
+        assert slot["i"] == ai, "activation slot overwritten before use"
         comp = slot["comp"]
-        c0, c1 = k_sp[kk]
+        c0, c1 = (0, comp.K) if k_act else k_sp[kk]
         # the dense stream of pruned activations (os with narrow weight links): dropped entries are gated
         dpk = Packed(
             comp.values[:, c0:c1].copy(),
@@ -637,7 +678,7 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
 
     def make_tile(j: int):
         i, o, kk = tile_ijk(j)
-        pk, dpk = packed_for(i, kk)
+        pk, dpk = packed_for(j, kk)
         wt = w_slot[j % 2]
         q = i * n_o + o
         acc = out_slot[q % 2]
@@ -665,8 +706,8 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
             (a, b), (o0, o1) = t_sp[i], o_sp[o]
             data = out_slot[q % 2][: b - a, : o1 - o0].copy()
             request(c, "out", math.ceil((b - a) * (o1 - o0) * pr.output_bytes - EPS), ("out", q, (a, b, o0, o1, data)))
-        if o == n_o - 1 and kk == n_k - 1:
-            t_done[i] = True
+        if is_last_use(j):
+            act_done[act_of(j)] = True
 
     c = 0
     while True:
@@ -686,7 +727,7 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
                 changed = True
             # activation reader
             i = nxt["act"]
-            if i < n_t and (i < 2 or t_done[i - 2]):
+            if i < n_a and (i < 2 or act_done[i - 2]):
                 ab, mb, data = payload_cache.setdefault(i, act_payload(i))
                 request(c, "act", ab, ("act", i, data))
                 request(c, "meta", mb, ("meta", i))
@@ -694,14 +735,15 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
                 changed = True
             # compressor (or the pass-through when none is on the path)
             i = nxt["cmp"]
-            if i < n_t and cmp_cur[0] is None and act_arrived[i] and meta_arrived[i]:
+            if i < n_a and cmp_cur[0] is None and act_arrived[i] and meta_arrived[i]:
                 slot = act_slot[i % 2]
                 if on_path:
-                    comp = Compressed(slot["data"].shape[0], K)
-                    cmp_cur[0] = [i, 0, n_units(hw, comp.t_size, K), comp]
+                    comp = Compressed(*slot["data"].shape)
+                    cmp_cur[0] = [i, 0, n_units(hw, comp.t_size, comp.K), comp]
                 else:
                     data = slot["data"]
-                    slot["comp"] = data if isinstance(data, Compressed) else compress_all(hw, data)
+                    slot["comp"] = data if isinstance(data, Compressed) else compress_all(hw, data, slot["rows"])
+                    kept_rows[i] = slot["comp"].keep
                     compressed[i] = True
                 nxt["cmp"] += 1
                 changed = True
@@ -709,12 +751,13 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
             j = nxt["wr"]
             if j < n_tiles and (j < 2 or tile_done[j - 2]):
                 i, o, kk = tile_ijk(j)
-                if not gather or compressed[i]:
+                src = mask_source(j)
+                if not gather or compressed[src]:
                     (c0, c1), (o0, o1) = k_sp[kk], o_sp[o]
                     seg = math.ceil(math.ceil((o1 - o0) * pr.weight_bytes - EPS) / burst) * burst
                     if gather:  # the rows some token of the tile keeps, read from the compressed tile's metadata
-                        comp = act_slot[i % 2]["comp"]
-                        rows = np.flatnonzero(comp.keep[:, c0:c1].any(axis=0))
+                        keep = kept_rows[src] if k_act else kept_rows[src][:, c0:c1]
+                        rows = np.flatnonzero(keep.any(axis=0))
                     else:
                         rows = np.arange(c1 - c0)
                     tile = np.full((c1 - c0, o1 - o0), np.nan)
@@ -727,7 +770,7 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
             if pe["gen"] is None and j < n_tiles:
                 i, o, kk = tile_ijk(j)
                 q = i * n_o + o
-                ready = w_arrived[j] and compressed[i]
+                ready = w_arrived[j] and compressed[act_of(j)]
                 if kk == 0:
                     ready = ready and (q < 2 or written[q - 2])
                 if ready:
@@ -761,11 +804,12 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
             i, done, total, comp = cmp_cur[0]
             xt = act_slot[i % 2]["data"]
             for u in range(done, min(total, done + sp.compressor.groups_per_cycle)):
-                compress_unit(hw, xt, comp, u)
+                compress_unit(hw, xt, comp, u, act_slot[i % 2]["rows"])
             done = min(total, done + sp.compressor.groups_per_cycle)
             busy["cmp"] += 1
             if done == total:
                 act_slot[i % 2]["comp"] = comp
+                kept_rows[i] = comp.keep
                 cmp_pipe.append((c + 1 + sp.compressor.latency_cycles, i))
                 cmp_cur[0] = None
             else:
@@ -779,7 +823,7 @@ def run_reference(hw: HwConfig, x: np.ndarray, w: np.ndarray, *, reuse_input: bo
         elif nxt["pe"] == n_tiles:
             stalls["writeback_stall"] += 1  # the drain: outputs still being written
         else:  # the PE waits for the next tile: operands not arrived, not compressed, or no output slot
-            i, _, _ = tile_ijk(nxt["pe"])
+            i = act_of(nxt["pe"])
             if not (w_arrived[nxt["pe"]] and act_arrived[i] and meta_arrived[i]):
                 stalls["dram_stall"] += 1
             elif not compressed[i]:

@@ -26,7 +26,7 @@ from accelsim.nm import _nm_mask_sort, nm_mask, topk_mask
 from accelsim.sim.engine import simulate_site
 from accelsim.sim.fast_engine import occupancy_cycles, simulate_site_fast
 from accelsim.sim.tiling import Tiling
-from accelsim.sim.work import TILE_PARTS, SiteWork
+from accelsim.sim.work import TILE_PARTS, SiteWork, _first_span_reads
 from accelsim.trace.format import Trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +60,39 @@ def test_fast_equals_simpy_on_every_baseline_site(trace, monkeypatch):
     assert sum(checked) > 0
 
 
+def k_tiled_hw(name: str, mode: str = "k_tiled", *, small_weights: bool = False):
+    """A shipped config with ``sram.activation_tiling`` set and a 64 KiB activation buffer, in which full-K tiles of
+    SmolLM2's K=1536 hold only 8 tokens (prefill: K-tiled activation tiles of 512 channels); ``small_weights``: a
+    64 KiB weight buffer too, so that even one decode token's reduction is split (K_tile=512 < K=576)."""
+    hw = load_hw(ROOT / "hw_configs" / f"{name}.yaml")
+    upd = {"activation_tiling": mode, "activation_buffer_bytes": 65536}
+    if small_weights:
+        upd["weight_buffer_bytes"] = 65536
+    return hw.model_copy(update={"sram": hw.sram.model_copy(update=upd)})
+
+
+@pytest.mark.parametrize("trace", baseline.TRACES)
+def test_fast_equals_simpy_with_k_tiled_activation_tiles(trace, monkeypatch):
+    k_tiled_sites = []
+
+    def both(work, bpc, lat, **kw):
+        ref = simulate_site(work, bpc, lat, **kw)
+        fast = simulate_site_fast(work, bpc, lat, **kw)
+        assert _timing_tuple(fast) == _timing_tuple(ref), (trace, work.n_t, work.n_o, work.n_k, work.n_act)
+        if work.act_tile is not None:
+            k_tiled_sites.append(work.n_act)
+        return ref
+
+    monkeypatch.setitem(run_mod.ENGINES, "check", both)
+    decode = "decode" in trace
+    for name in ("dense", "nm8_16") if decode else ("dense", "nm8_16", "unstructured", "nm2_4"):
+        for mode in ("k_tiled", "auto"):
+            with Trace(ROOT / trace) as tr:  # the memo skips only site steps whose work is identical
+                run_mod.simulate(k_tiled_hw(name, mode, small_weights=decode), tr, engine="check")
+    assert len(k_tiled_sites) > 100
+    assert max(k_tiled_sites) > 1
+
+
 def test_whole_run_is_identical_with_either_engine():
     hw = load_hw(ROOT / "hw_configs" / "nm8_16.yaml")
     with Trace(ROOT / baseline.TRACES[1]) as tr:
@@ -68,6 +101,18 @@ def test_whole_run_is_identical_with_either_engine():
         b = run_mod.simulate(hw, tr, engine="fast")
     assert a.sites == b.sites
     assert a.totals == b.totals
+
+
+@pytest.mark.parametrize("mode", ["k_tiled", "auto"])
+def test_whole_k_tiled_run_is_identical_with_either_engine(mode):
+    hw = k_tiled_hw("nm8_16", mode)
+    with Trace(ROOT / baseline.TRACES[0]) as tr:
+        a = run_mod.simulate(hw, tr, engine="simpy")
+    with Trace(ROOT / baseline.TRACES[0]) as tr:
+        b = run_mod.simulate(hw, tr, engine="fast")
+    assert a.sites == b.sites
+    assert a.totals == b.totals
+    assert any(r["K_tile"] < r["K"] for r in a.sites)  # K-tiled activation tiles were in play
 
 
 def test_unknown_engine_is_a_clear_error():
@@ -94,14 +139,26 @@ def site_work(draw):
     parts["weight_load"] = ints(n_tiles, 8, 0.6)
     gather = draw(st.booleans())
     extra = np.array(draw(st.lists(st.sampled_from([0.0, 0.0, 1.0, 2.5, 7.0]), min_size=n_tiles, max_size=n_tiles)))
+    # activation tiles: one per token tile (full_k), one per compute tile with the mask from the span's first read
+    # (k_tiled, as build_site_work makes them), or random runs of compute tiles with random earlier mask sources
+    act_mode = draw(st.sampled_from(["token", "k_tiled", "runs"]))
+    act_tile = mask_tile = None
+    if act_mode == "k_tiled":
+        act_tile = np.arange(n_tiles, dtype=np.int64)
+        mask_tile = _first_span_reads(n_t, n_o, n_k)
+    elif act_mode == "runs":
+        starts = draw(st.lists(st.booleans(), min_size=n_tiles - 1, max_size=n_tiles - 1))
+        act_tile = np.concatenate(([0], np.cumsum(starts))).astype(np.int64)
+        mask_tile = np.array([draw(st.integers(0, int(a))) for a in act_tile], dtype=np.int64)
+    n_act = n_t if act_tile is None else int(act_tile[-1]) + 1
     work = SiteWork(
         tiling=Tiling(1, 1, 1),
         n_t=n_t,
         n_o=n_o,
         n_k=n_k,
-        act_read_bytes=ints(n_t, 400),
-        meta_read_bytes=ints(n_t, 40, 0.5),
-        compress_busy=ints(n_t, 30, 0.4),
+        act_read_bytes=ints(n_act, 400),
+        meta_read_bytes=ints(n_act, 40, 0.5),
+        compress_busy=ints(n_act, 30, 0.4),
         compress_latency=draw(st.integers(0, 6)),
         weight_bytes=ints(n_tiles, 500),
         weight_extra_cycles=extra if gather else np.zeros(n_tiles),
@@ -109,6 +166,8 @@ def site_work(draw):
         out_bytes=ints(n_out, 300),
         actions={},
         gather_rows=gather,
+        act_tile=act_tile,
+        mask_tile=mask_tile,
     )
     bpc = draw(st.sampled_from([1.0, 3.0, 7.5, 16.0, 33.3, 128.0, math.inf]))
     lat = draw(st.integers(0, 25))
@@ -116,7 +175,7 @@ def site_work(draw):
     return work, bpc, lat, slots
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(site_work())
 def test_fast_equals_simpy_on_random_site_work(case):
     work, bpc, lat, slots = case

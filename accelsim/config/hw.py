@@ -102,13 +102,21 @@ class Sram(_Model):
     """On-chip buffers. Activation and weight buffers are double buffered: a tile uses half of each."""
 
     activation_buffer_bytes: int = Field(ge=64, le=1 << 40)
-    """Activation buffer; a token tile of dense ``T_tile x K`` activations uses at most half."""
+    """Activation buffer; an activation tile of dense ``T_tile x K`` activations (``T_tile x K_tile`` with
+    ``activation_tiling: k_tiled``) uses at most half."""
     weight_buffer_bytes: int = Field(ge=64, le=1 << 40)
     """Weight buffer; a weight tile ``K_tile x O_tile`` uses at most half."""
     output_buffer_bytes: int = Field(ge=64, le=1 << 40)
     """Accumulators of two output tiles (one computing, one writing back)."""
     max_tokens_per_tile: int = Field(default=128, ge=1, le=1 << 40)
     """Upper bound on the tokens of a tile (the union of their masks decides gather_rows traffic)."""
+    activation_tiling: Literal["full_k", "k_tiled", "auto"] = "full_k"
+    """``full_k``: an activation tile holds ``T_tile x K`` (every reduction tile of its tokens; read once per token
+    tile), so a wide ``K`` forces few tokens per tile. ``k_tiled``: an activation tile holds ``T_tile x K_tile`` (one
+    reduction span, partial sums on chip), read again for every output tile, so ``T_tile`` can grow and the weights
+    are streamed fewer times. ``auto``: per site, ``k_tiled`` when it lowers the closed-form DRAM bytes
+    ``token tiles x weight bytes + activation reads x activation bytes`` (docs/timing-model.md, "K-tiled activation
+    tiles")."""
 
 
 class Dram(_Model):

@@ -1,6 +1,6 @@
 """The discrete-event pipeline of one site (simpy): DRAM reader -> buffers -> compressor -> PE array -> writer.
 
-Events are coarse: one per tile transfer, one per compressed token tile and one per compute tile. The
+Events are coarse: one per tile transfer, one per compressed activation tile and one per compute tile. The
 semantics, which the per-cycle reference model in ``tests/reference_model.py`` re-implements independently:
 
 * **DRAM channel**: one server for reads and writes. A transfer of ``B`` bytes occupies it for
@@ -8,16 +8,18 @@ semantics, which the per-cycle reference model in ``tests/reference_model.py`` r
   free at cycle ``c`` it starts the pending request with the smallest ``(ready cycle, kind, sequence)``, kind
   order activation < metadata < weight < output, among those ready at ``c``. Zero-byte transfers complete at
   once. With infinite bandwidth nothing is serialised: a transfer completes ``latency_cycles`` after it is ready.
-* **Activation reader**: for each token tile in order, takes one of 2 activation-buffer slots, then requests
-  the tile (and its metadata under producer placement). The slot is freed when the PE finishes the token
-  tile's last compute tile.
-* **Compressor** (consumer placement): token tiles in order; starts when a tile has arrived and the previous
+* **Activation reader**: for each activation tile in order (one per token tile, ``T_tile x K``; with K-tiled
+  activation tiles one per compute tile, ``T_tile x K_tile``: ``SiteWork.act_tile``), takes one of 2
+  activation-buffer slots, then requests the tile (and its metadata under producer placement). The slot is freed
+  when the PE finishes the last compute tile that uses the activation tile.
+* **Compressor** (consumer placement): activation tiles in order; starts when a tile has arrived and the previous
   one has left its input stage; busy ``ceil(groups / groups_per_cycle)``; the compressed tile and its mask are
   ready ``latency_cycles`` after that.
 * **Weight reader**: compute tiles in order; takes one of 2 weight-buffer slots; with ``gather_rows`` waits for
-  the token tile's mask (causal); then requests the tile's weight bytes. The slot is freed when the PE finishes
-  that compute tile.
-* **PE array**: compute tiles in order; starts a tile when its weights have arrived, its token tile is
+  the mask of its activation tile (causal; K-tiled: of the first read of its reduction span,
+  ``SiteWork.mask_tile``); then requests the tile's weight bytes. The slot is freed when the PE finishes that
+  compute tile.
+* **PE array**: compute tiles in order; starts a tile when its weights have arrived, its activation tile is
   compressed and (first reduction tile of an output tile) one of 2 output-buffer slots is free; busy for the
   tile's cycles from ``work.py``. After an output tile's last reduction tile its write-back is requested; the
   output slot is freed when the write completes.
@@ -145,14 +147,16 @@ def simulate_site(
 ) -> SiteTiming:
     """Run the event model of one site from a cold start at cycle 0.
 
-    Buffer slots are modelled by waiting for the event that frees them: token tile ``i`` may be read once
-    token tile ``i - slots`` is finished, weight tile ``j`` once compute tile ``j - slots`` is finished, and
+    Buffer slots are modelled by waiting for the event that frees them: activation tile ``i`` may be read once
+    activation tile ``i - slots`` is finished, weight tile ``j`` once compute tile ``j - slots`` is finished, and
     output tile ``q`` may start accumulating once output tile ``q - slots`` has been written back.
     """
     env = simpy.Environment()
     dram = DramChannel(env, dram_bytes_per_cycle, dram_latency_cycles)
     n_t, n_o, n_k = work.n_t, work.n_o, work.n_k
     n_tiles, n_out = n_t * n_o * n_k, n_t * n_o
+    act_of, act_last, mask_of = (a.tolist() for a in work.act_maps())
+    n_act = len(act_last)
     tile_cycles = [int(c) for c in work.tile_cycles]
     act_bytes = [int(b) for b in work.act_read_bytes]
     meta_bytes = [int(b) for b in work.meta_read_bytes]
@@ -163,30 +167,30 @@ def simulate_site(
     cmp_lat = int(work.compress_latency)
     gather = work.gather_rows
     ev = env.event
-    act_arrived = [ev() for _ in range(n_t)]
-    meta_arrived = [ev() for _ in range(n_t)]
-    compressed = [ev() for _ in range(n_t)]
-    t_done = [ev() for _ in range(n_t)]
+    act_arrived = [ev() for _ in range(n_act)]
+    meta_arrived = [ev() for _ in range(n_act)]
+    compressed = [ev() for _ in range(n_act)]
+    a_done = [ev() for _ in range(n_act)]  # the last compute tile of the activation tile has finished
     w_ready = [ev() for _ in range(n_tiles)]
     tile_done = [False] * n_tiles  # compute tile finished (frees its weight slot)
     tile_waiter: dict[int, simpy.Event] = {}
     written = [ev() for _ in range(n_out)]
-    act_time = [0.0] * n_t
-    meta_time = [0.0] * n_t
-    cmp_time = [0.0] * n_t
+    act_time = [0.0] * n_act
+    meta_time = [0.0] * n_act
+    cmp_time = [0.0] * n_act
     w_time = [0.0] * n_tiles
     write_time = [0.0] * n_out
     busy = {"compressor": 0, "pe": 0}
 
     def act_reader():
-        for i in range(n_t):
-            if i >= buffer_slots and not t_done[i - buffer_slots].processed:
-                yield t_done[i - buffer_slots]
+        for i in range(n_act):
+            if i >= buffer_slots and not a_done[i - buffer_slots].processed:
+                yield a_done[i - buffer_slots]
             dram.request(act_bytes[i], PRIO_ACT, act_arrived[i], act_time, i)
             dram.request(meta_bytes[i], PRIO_META, meta_arrived[i], meta_time, i)
 
     def compressor():
-        for i in range(n_t):
+        for i in range(n_act):
             for e in (act_arrived[i], meta_arrived[i]):
                 if not e.processed:
                     yield e
@@ -202,7 +206,7 @@ def simulate_site(
             if j >= buffer_slots and not tile_done[j - buffer_slots]:
                 tile_waiter[j - buffer_slots] = waiter = ev()
                 yield waiter
-            i = j // (n_o * n_k)
+            i = mask_of[j]
             if gather and not compressed[i].processed:
                 yield compressed[i]
             dram.request(w_bytes[j], PRIO_WEIGHT, w_ready[j], w_time, j, w_extra[j])
@@ -216,10 +220,11 @@ def simulate_site(
     def pe():
         prev = 0.0
         j = 0
-        for i in range(n_t):
+        for i_t in range(n_t):
             for o in range(n_o):
-                q = i * n_o + o
+                q = i_t * n_o + o
                 for k in range(n_k):
+                    i = act_of[j]
                     waits = [w_ready[j], compressed[i]]
                     if k == 0 and q >= buffer_slots:
                         waits.append(written[q - buffer_slots])
@@ -246,8 +251,9 @@ def simulate_site(
                     if k == n_k - 1:
                         dram.request(out_bytes[q], PRIO_OUT, written[q], write_time, q)
                     prev = env.now
+                    if act_last[i] == j:
+                        a_done[i].succeed()
                     j += 1
-            t_done[i].succeed()
         pe_end[0] = env.now
 
     env.process(act_reader())

@@ -80,6 +80,9 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
     n_o,
     n_k,
     slots,
+    act_of,
+    act_last,
+    mask_of,
     act_bytes,
     act_occ,
     meta_bytes,
@@ -100,15 +103,15 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
     never = np.int64(1) << np.int64(62)
     n_tiles = n_t * n_o * n_k
     n_out = n_t * n_o
-    per_t = n_o * n_k
-    act_arr = np.full(n_t, never, np.int64)
-    meta_arr = np.full(n_t, never, np.int64)
-    cmp_done = np.full(n_t, never, np.int64)  # compressed tile ready
+    n_act = len(act_last)
+    act_arr = np.full(n_act, never, np.int64)
+    meta_arr = np.full(n_act, never, np.int64)
+    cmp_done = np.full(n_act, never, np.int64)  # compressed tile ready
     w_arr = np.full(n_tiles, never, np.int64)
     tile_end = np.full(n_tiles, never, np.int64)
     wb = np.full(n_out, never, np.int64)
     # pending DRAM requests: (request cycle, kind, index), at most a few at a time
-    cap = 2 * n_t + n_tiles + n_out + 4
+    cap = 2 * n_act + n_tiles + n_out + 4
     p_time = np.empty(cap, np.int64)
     p_kind = np.empty(cap, np.int64)
     p_idx = np.empty(cap, np.int64)
@@ -116,7 +119,7 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
     span_start = np.empty(cap, np.int64)  # every transfer the channel served: start cycle, occupancy
     span_occ = np.empty(cap, np.int64)
     n_span = 0
-    heap = np.empty(2 * cap + 4 * n_tiles + 4 * n_t + 16, np.int64)
+    heap = np.empty(2 * cap + 4 * n_tiles + 4 * n_act + 16, np.int64)
     n_heap = 0
     chan_free = np.int64(0)
     dram_busy = np.int64(0)
@@ -135,8 +138,8 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
         changed = True
         while changed:
             changed = False
-            # activation reader: token tile i once token tile i - slots is finished
-            while next_act < n_t and (next_act < slots or tile_end[(next_act - slots) * per_t + per_t - 1] <= t):
+            # activation reader: activation tile i once activation tile i - slots is finished
+            while next_act < n_act and (next_act < slots or tile_end[act_last[next_act - slots]] <= t):
                 i = next_act
                 for kind in (KIND_ACT, KIND_META):
                     nb = act_bytes[i] if kind == KIND_ACT else meta_bytes[i]
@@ -157,8 +160,8 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
                         meta_arr[i] = arr
                 next_act += 1
                 changed = True
-            # compressor: token tiles in order, once the data is there and the previous tile has left
-            if next_cmp < n_t and cmp_free <= t and act_arr[next_cmp] <= t and meta_arr[next_cmp] <= t:
+            # compressor: activation tiles in order, once the data is there and the previous tile has left
+            if next_cmp < n_act and cmp_free <= t and act_arr[next_cmp] <= t and meta_arr[next_cmp] <= t:
                 b = cmp_busy[next_cmp]
                 cmp_done[next_cmp] = t + b + cmp_lat
                 cmp_free = t + b
@@ -170,7 +173,7 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
             # weight reader: compute tile j once tile j - slots is finished (and, gathering, its mask is there)
             while next_w < n_tiles and (next_w < slots or tile_end[next_w - slots] <= t):
                 j = next_w
-                if gather and cmp_done[j // per_t] > t:
+                if gather and cmp_done[mask_of[j]] > t:
                     break
                 if w_bytes[j] <= 0:
                     w_arr[j] = t
@@ -204,7 +207,7 @@ def _site_kernel(  # noqa: C901 - one event loop, kept in one piece so that numb
                 changed = True
             if not pe_running and next_pe < n_tiles:
                 j = next_pe
-                i = j // per_t
+                i = act_of[j]
                 q = j // n_k
                 ready = w_arr[j] <= t and cmp_done[i] <= t
                 if ready and j % n_k == 0 and q >= slots:
@@ -314,11 +317,15 @@ def simulate_site_fast(work: SiteWork, dram_bytes_per_cycle: float, dram_latency
             if np.any((b > 0) & (o <= 0)):  # a zero-cycle transfer: the simpy engine's own corner, use it
                 return simulate_site(work, dram_bytes_per_cycle, dram_latency_cycles, buffer_slots=buffer_slots)
     tile_cycles = np.asarray(work.tile_cycles, dtype=np.int64)
+    act_of, act_last, mask_of = work.act_maps()
     res = _site_kernel(
         int(work.n_t),
         int(work.n_o),
         int(work.n_k),
         int(buffer_slots),
+        act_of,
+        act_last,
+        mask_of,
         act_b,
         act_o,
         meta_b,

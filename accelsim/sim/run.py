@@ -211,7 +211,7 @@ class _ConfigRun:
                 return (*self.memo[key], key)
         ws = self.weight_scales
         work = build_site_work(self.hw, xs, site.O, mask=ms, reuse_input=reuse, weight_scales=ws)
-        if reuse and work.n_t != 1:
+        if reuse and work.n_act != 1:
             work = build_site_work(self.hw, xs, site.O, mask=ms, reuse_input=False, weight_scales=ws)
         out = (work, self.site_engine(work, self.bpc, self.lat))
         if key is not None:
@@ -231,7 +231,7 @@ class _ConfigRun:
         for s_idx, (r0, r1) in enumerate(steps):
             xs = x[r0:r1]
             ms = None if mask is None else mask[r0:r1]
-            # The previous site's input is still on chip (and compressed) when it was one token tile.
+            # The previous site's input is still on chip (and compressed) when it was one activation tile (one token tile under full_k).
             reuse = self.prev_input == site.input_id
             work, timing, key = self._step(site, xs, ms, r0, reuse)
             if self.weight_prefetch:

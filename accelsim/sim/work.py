@@ -1,8 +1,9 @@
 """Per-tile work of one site, computed vectorised from the real activations before any event is simulated.
 
 For each compute tile ``(t-tile, o-tile, k-tile)`` this module gives the weight bytes to fetch, the compute
-cycles of the array (with their breakdown) and the action counts; for each token tile the activation bytes and
-the compressor's busy time. The simpy pipeline (``engine.py``) only adds overlap, contention and stalls.
+cycles of the array (with their breakdown) and the action counts; for each activation tile (a token tile, or with
+K-tiled activation tiles a compute tile's reduction span, read once per output tile) the activation and metadata
+bytes and the compressor's busy time. The simpy pipeline (``engine.py``) only adds overlap, contention and stalls.
 Timing formulas per dataflow are written out in ``docs/timing-model.md``.
 """
 
@@ -87,9 +88,9 @@ class SiteWork:
     n_t: int
     n_o: int
     n_k: int
-    act_read_bytes: np.ndarray  # per t-tile, DRAM activation bytes (0 when the input is reused on chip)
-    meta_read_bytes: np.ndarray  # per t-tile, DRAM metadata bytes (producer placement)
-    compress_busy: np.ndarray  # per t-tile, compressor busy cycles (0 without a compressor on the path)
+    act_read_bytes: np.ndarray  # per activation tile, DRAM activation bytes (0 when the input is reused on chip)
+    meta_read_bytes: np.ndarray  # per activation tile, DRAM metadata bytes (producer placement)
+    compress_busy: np.ndarray  # per activation tile, compressor busy cycles (0 without a compressor on the path)
     compress_latency: int
     weight_bytes: np.ndarray  # per compute tile
     weight_extra_cycles: np.ndarray  # per compute tile: DRAM channel cycles lost to row activations of gathers
@@ -97,12 +98,36 @@ class SiteWork:
     out_bytes: np.ndarray  # per (t, o) output tile
     actions: dict[str, int]
     stats: dict[str, float] = field(default_factory=dict)
-    gather_rows: bool = False  # weight reads wait for the token tile's mask
+    gather_rows: bool = False  # weight reads wait for the activation tile's mask
     compat_offset: int = 0  # SCALE-Sim's -1 per site in compat mode
+    #: per compute tile, the index of its activation tile (nondecreasing). ``None``: one activation tile per token
+    #: tile, ``T_tile x K`` (``full_k``); K-tiled activation tiles have one per compute tile.
+    act_tile: np.ndarray | None = None
+    #: per compute tile, the activation tile whose compression first gives the tile's mask (what a gathered weight
+    #: read waits for); ``None``: its own activation tile.
+    mask_tile: np.ndarray | None = None
 
     @property
     def tile_cycles(self) -> np.ndarray:
         return sum(self.tile_parts[p] for p in TILE_PARTS)
+
+    @property
+    def n_act(self) -> int:
+        """Activation tiles of the site (token tiles unless the activation tiles are K-tiled)."""
+        return self.n_t if self.act_tile is None else (int(self.act_tile[-1]) + 1 if len(self.act_tile) else 0)
+
+    def act_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(activation tile of each compute tile, last compute tile of each activation tile, mask source of each
+        compute tile)`` as int64 arrays, filled in for the ``None`` defaults."""
+        n_tiles = self.n_t * self.n_o * self.n_k
+        if self.act_tile is None:
+            act = np.arange(n_tiles, dtype=np.int64) // max(1, self.n_o * self.n_k)
+        else:
+            act = np.asarray(self.act_tile, dtype=np.int64)
+        n_act = int(act[-1]) + 1 if n_tiles else 0
+        last = np.searchsorted(act, np.arange(n_act, dtype=np.int64), side="right").astype(np.int64) - 1
+        mask = act if self.mask_tile is None else np.asarray(self.mask_tile, dtype=np.int64)
+        return act, last, mask
 
     def tile_index(self, i: int, o: int, k: int) -> int:
         return (i * self.n_o + o) * self.n_k + k
@@ -200,7 +225,9 @@ def build_site_work(
     Args:
         mask: the keep-mask if already computed (shared input); computed from ``x`` otherwise.
         reuse_input: the input (and its compressed form) is still on chip from the previous site with the same
-            ``input_id``: no activation read and no compression.
+            ``input_id``: no activation read and no compression. The caller decides: after a site of more than one
+            activation tile (``SiteWork.n_act``; K-tiled activation tiles hold one reduction span) only its last
+            tiles are on chip (``run.py`` then builds the work again without reuse).
         weight_scales: ``(group_size, scale_bytes)`` of group-quantised weights (int8/int4): every weight tile
             also reads the scales (one per output column) of each group of ``group_size`` input channels that
             holds a fetched row (:func:`group_scale_bytes`). ``None``: no scales (bf16).
@@ -340,45 +367,60 @@ def build_site_work(
     tile_parts = {p: v.reshape(-1) for p, v in parts.items()}
 
     # --- activations, compressor, outputs -------------------------------------------------------------
+    # One activation tile per token tile (T_tile x K), or with K-tiled activation tiles one per compute tile
+    # (T_tile x K_tile: the reduction span (i, k), read again for every output tile o).
     total_kept = int(counts.sum())
     producer = sp.compressor is not None and sp.compressor.placement == "producer"
-    meta_bits_tile = np.zeros(n_t, dtype=np.int64)
+    k_act = tiling.act_k_tiled and n_k > 1
+    kept_t = np.add.reduceat(counts.sum(axis=0), t_starts) if T else np.zeros(n_t, dtype=np.int64)
+    if k_act:
+        kept_tk = np.add.reduceat(counts, t_starts, axis=1).T if T else np.zeros((n_t, n_k), dtype=np.int64)
+        shape3 = (n_t, n_o, n_k)
+        a_tok = np.broadcast_to(t_sizes[:, None, None], shape3).reshape(-1)
+        a_ch = np.broadcast_to(k_real[None, None, :], shape3).reshape(-1)
+        a_kept = np.broadcast_to(kept_tk[:, None, :], shape3).reshape(-1)
+        a_bits = np.broadcast_to(
+            np.array([index_bits(int(c)) for c in k_real], dtype=np.int64)[None, None, :], shape3
+        ).reshape(-1)
+    else:
+        a_tok, a_ch, a_kept = t_sizes, np.full(n_t, K, dtype=np.int64), kept_t
+        a_bits = np.full(n_t, index_bits(K), dtype=np.int64)
+    n_act = len(a_tok)
+    meta_bits_tile = np.zeros(n_act, dtype=np.int64)
     if dynamic:
-        kept_t = np.add.reduceat(counts.sum(axis=0), t_starts) if T else np.zeros(n_t, dtype=np.int64)
         if sp.kind == "nm":
-            per_tok_bits = math.ceil(K / sp.m) * metadata_bits_per_group(sp.n, sp.m, sp.metadata_format)
-            meta_bits_tile = t_sizes * per_tok_bits
+            meta_bits_tile = a_tok * _ceil_div(a_ch, sp.m) * metadata_bits_per_group(sp.n, sp.m, sp.metadata_format)
         elif sp.metadata_format == "bitmask":
-            meta_bits_tile = t_sizes * K
+            meta_bits_tile = a_tok * a_ch
         else:
-            meta_bits_tile = kept_t * index_bits(K)
+            meta_bits_tile = a_kept * a_bits
     if producer and dynamic:
-        act_bytes = np.ceil(kept_t * pr.activation_bytes).astype(np.int64)
+        act_bytes = np.ceil(a_kept * pr.activation_bytes).astype(np.int64)
         meta_bytes_t = _ceil_div(meta_bits_tile, 8)
     else:
-        act_bytes = np.ceil(t_sizes * K * pr.activation_bytes).astype(np.int64)
-        meta_bytes_t = np.zeros(n_t, dtype=np.int64)
+        act_bytes = np.ceil(a_tok * a_ch * pr.activation_bytes).astype(np.int64)
+        meta_bytes_t = np.zeros(n_act, dtype=np.int64)
     on_path = dynamic and sp.compressor is not None and not producer
+    groups_a = a_tok * _ceil_div(a_ch, sp.m) if sp.kind == "nm" else a_tok  # compressor groups per activation tile
     if on_path:
         assert sp.compressor is not None
-        groups_t = t_sizes * math.ceil(K / sp.m) if sp.kind == "nm" else t_sizes
-        compress_busy = _ceil_div(groups_t * sp.compressor.cycles_per_group, sp.compressor.groups_per_cycle)
+        compress_busy = _ceil_div(groups_a * sp.compressor.cycles_per_group, sp.compressor.groups_per_cycle)
         compress_latency = sp.compressor.latency_cycles
     else:
-        compress_busy = np.zeros(n_t, dtype=np.int64)
+        compress_busy = np.zeros(n_act, dtype=np.int64)
         compress_latency = 0
     if reuse_input:
-        act_bytes = np.zeros(n_t, dtype=np.int64)
-        meta_bytes_t = np.zeros(n_t, dtype=np.int64)
-        compress_busy = np.zeros(n_t, dtype=np.int64)
+        act_bytes = np.zeros(n_act, dtype=np.int64)
+        meta_bytes_t = np.zeros(n_act, dtype=np.int64)
+        compress_busy = np.zeros(n_act, dtype=np.int64)
         compress_latency = 0
     out_bytes = np.ceil(np.outer(t_sizes, o_sizes).reshape(-1) * pr.output_bytes).astype(np.int64)
 
     # --- action counts ------------------------------------------------------------------------------
     mac_active = total_kept * O
     groups_compressed = 0
-    if dynamic and not reuse_input:
-        groups_compressed = T * (math.ceil(K / sp.m) if sp.kind == "nm" else 1)
+    if dynamic and not reuse_input:  # the consumer's compressor works on every activation tile it reads
+        groups_compressed = int(groups_a.sum()) if on_path else T * (math.ceil(K / sp.m) if sp.kind == "nm" else 1)
     actions = {a.value: 0 for a in Action}
     actions.update(
         {
@@ -427,7 +469,16 @@ def build_site_work(
         stats=stats,
         gather_rows=sp.weight_fetch == "gather_rows",
         compat_offset=compat_offset,
+        act_tile=np.arange(n_t * n_o * n_k, dtype=np.int64) if k_act else None,
+        mask_tile=_first_span_reads(n_t, n_o, n_k) if k_act else None,
     )
+
+
+def _first_span_reads(n_t: int, n_o: int, n_k: int) -> np.ndarray:
+    """K-tiled activation tiles: per compute tile ``(i, o, k)``, the activation tile ``(i, 0, k)`` whose compression
+    first gave the mask of span ``(i, k)`` (a gathered weight read needs only those rows, kept as a bitmap)."""
+    idx = np.arange(n_t * n_o * n_k, dtype=np.int64).reshape(n_t, n_o, n_k)
+    return np.broadcast_to(idx[:, :1, :], (n_t, n_o, n_k)).reshape(-1).copy()
 
 
 def group_scale_bytes(
