@@ -231,7 +231,8 @@ class _ConfigRun:
         for s_idx, (r0, r1) in enumerate(steps):
             xs = x[r0:r1]
             ms = None if mask is None else mask[r0:r1]
-            # The previous site's input is still on chip (and compressed) when it was one activation tile (one token tile under full_k).
+            # The previous site's input is still on chip (and compressed) when it was one activation tile
+            # (one token tile under full_k).
             reuse = self.prev_input == site.input_id
             work, timing, key = self._step(site, xs, ms, r0, reuse)
             if self.weight_prefetch:
