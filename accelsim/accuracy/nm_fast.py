@@ -22,9 +22,9 @@ Selection, by group size:
   is a compile-time constant for ``m`` in 4, 8, 16, 32 (the inner loops unroll and vectorise; ``m = 8`` runs
   as two groups in a 16-wide block), a run-time value otherwise.
 * ``m > 32`` (unstructured top-k, ``m = K``): a radix select per group. A histogram of the top 11 key bits
-  finds the bucket holding the ``n``-th largest key; the keys of that bucket are sorted to give the threshold
-  key ``t``; the entries above ``t`` are kept, and of the entries equal to ``t`` the first ones in channel
-  order while room is left.
+  finds the bucket holding the ``n``-th largest key, a histogram of the next 9 bits of that bucket's keys the
+  sub-bucket; its keys are sorted to give the threshold key ``t``; the entries above ``t`` are kept, and of
+  the entries equal to ``t`` the first ones in channel order while room is left.
 
 Serial (no numba threads): deterministic, and the benchmark measures one thread.
 """
@@ -100,9 +100,11 @@ def _rank_groups_8x2(kb: np.ndarray, xb: np.ndarray, n: int, ob: np.ndarray) -> 
 
 @njit(cache=True)
 def _radix_groups(kb: np.ndarray, xb: np.ndarray, n: int, m: int, ob: np.ndarray) -> None:
-    """``m > 32``: per group, the ``n``-th largest key by a histogram of the top 11 bits, then a sort of the
-    keys of its bucket; ties at the threshold are kept in channel order."""
+    """``m > 32``: per group, the bucket of the ``n``-th largest key by a histogram of the top 11 key bits, then
+    the sub-bucket by a histogram of the next 9 bits over that bucket's keys, then a sort of the sub-bucket's
+    keys gives the threshold key; ties at the threshold are kept in channel order."""
     hist = np.zeros(2048, dtype=np.int32)  # key >> 20 <= 0x7F8 for a non-NaN key
+    hist2 = np.zeros(512, dtype=np.int32)
     cand = np.empty(m, dtype=np.int32)
     for q in range(kb.size // m):
         g = q * m
@@ -113,7 +115,7 @@ def _radix_groups(kb: np.ndarray, xb: np.ndarray, n: int, m: int, ob: np.ndarray
             hist[b] += 1
             lo = min(lo, b)
             hi = max(hi, b)
-        need = n  # keys still to take from bucket `bucket` downwards
+        need = n  # keys still to take, from the current bucket downwards
         bucket = hi
         while hist[bucket] < need:
             need -= hist[bucket]
@@ -121,17 +123,34 @@ def _radix_groups(kb: np.ndarray, xb: np.ndarray, n: int, m: int, ob: np.ndarray
         for b in range(lo, hi + 1):  # leave the histogram zeroed for the next group
             hist[b] = 0
         nc = 0
-        for i in range(m):
+        for i in range(m):  # the keys of the bucket, in channel order (branch-free append)
             v = kb[g + i]
-            if (v >> 20) == bucket:
-                cand[nc] = v
-                nc += 1
-        c = cand[:nc]
+            cand[nc] = v
+            nc += (v >> 20) == bucket
+        lo = 511
+        hi = 0
+        for i in range(nc):
+            b = (cand[i] >> 11) & 511
+            hist2[b] += 1
+            lo = min(lo, b)
+            hi = max(hi, b)
+        bucket = hi
+        while hist2[bucket] < need:
+            need -= hist2[bucket]
+            bucket -= 1
+        for b in range(lo, hi + 1):
+            hist2[b] = 0
+        nsub = 0
+        for i in range(nc):
+            v = cand[i]
+            cand[nsub] = v
+            nsub += ((v >> 11) & 511) == bucket
+        c = cand[:nsub]
         c.sort()
-        t = c[nc - need]  # the n-th largest key of the group
+        t = c[nsub - need]  # the n-th largest key of the group
         above = 0
         equal = 0
-        for i in range(nc):
+        for i in range(nsub):
             above += c[i] > t
             equal += c[i] == t
         room = need - above  # entries equal to t that are kept (the first ones in channel order)
