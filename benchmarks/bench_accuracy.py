@@ -99,7 +99,8 @@ def bench_masks(repeat: int) -> list[dict]:
 
 def bench_eval_rows(lm, windows: int, repeat: int) -> list[dict]:
     """Ratio of one perplexity-only ``accelsim eval`` row to the dense forward over the same windows."""
-    from accelsim.accuracy.evaluate import EvalSettings, Evaluator, perplexity
+    from accelsim.accuracy.evaluate import EvalSettings, Evaluator
+    from accelsim.accuracy.metrics import perplexity
 
     ev = Evaluator(EvalSettings(windows=windows, gen_tokens=0), loaded_model=lm)
     st = ev.state()
