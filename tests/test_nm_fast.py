@@ -109,3 +109,22 @@ def test_fast_path_equals_the_stable_sort_rule_on_layer0_inputs(smollm2):
         k = x.shape[-1]
         for n, m in PATTERNS[:9] + [(k // 2, k), (k // 4, k)]:
             check_apply(x, n, m)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 3, 1000]), st.booleans())
+def test_teal_threshold_kernel_is_torchs_threshold_bit_for_bit(seed, levels, specials):
+    """``threshold_apply`` equals ``x * (x.abs() > t)`` bit for bit: the comparison in float32 (a float64
+    threshold between two float32 values), signed zeros where dropped, torch's NaN where inf/NaN meet 0."""
+    rng = np.random.default_rng(seed)
+    x = (rng.integers(-levels, levels + 1, size=(3, 40)) * 0.1).astype(np.float32)
+    if specials:
+        x[0, :4] = [-0.0, np.inf, -np.inf, np.nan]
+    xt = torch.from_numpy(x)
+    picks = [0.0, 0.1, float(np.float32(0.1)), float(np.nextafter(np.float32(0.1), np.float32(1))), 1e-9, 0.2999999]
+    for t in picks + [float(abs(x[1, 7]))]:
+        xs, kept = masks.threshold_apply(xt, t)
+        mask = xt.abs() > t
+        want = xt * mask
+        assert torch.equal(xs.view(torch.int32), want.view(torch.int32)), t
+        assert kept == int(mask.sum())

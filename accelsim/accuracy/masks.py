@@ -23,10 +23,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from accelsim.accuracy.nm_fast import abs_keys, score_keys, select_apply_keys
+from accelsim.accuracy.nm_fast import abs_keys, score_keys, select_apply_keys, threshold_apply_bits
 from accelsim.accuracy.nm_kernel import select_apply
 
-__all__ = ["nm_mask", "nm_apply", "topk_mask", "topk_n"]
+__all__ = ["nm_mask", "nm_apply", "threshold_apply", "topk_mask", "topk_n"]
 
 
 def _check_nm(n: int, m: int) -> None:
@@ -120,6 +120,21 @@ def nm_apply(x: torch.Tensor, n: int, m: int, scores: torch.Tensor | None = None
     if nan:
         raise ValueError("scores contain NaN: the N:M rule is undefined for NaN")
     return out.view(x.shape), int(kept)
+
+
+def threshold_apply(x: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int]:
+    """TEAL's ``(x * (|x| > threshold), kept entries)``, bit for bit as torch computes it (the comparison in
+    x's dtype, a dropped entry a signed zero), in one compiled pass for float32 CPU data without gradient and
+    with finite entries; torch otherwise."""
+    t32 = np.float32(threshold)
+    if x.dtype == torch.float32 and not x.requires_grad and x.device.type == "cpu" and t32 >= 0 and x.numel():
+        x2 = x.detach().contiguous()
+        out = torch.empty_like(x2)
+        kept = threshold_apply_bits(_int32_flat(x2.numpy()), int(t32.view(np.int32)), _int32_flat(out.numpy()))
+        if kept >= 0:
+            return out.view(x.shape), kept
+    mask = x.detach().abs() > threshold
+    return x * mask, int(mask.sum())
 
 
 def topk_n(k: int, density: float) -> int:

@@ -26,6 +26,9 @@ Selection, by group size:
   sub-bucket; its keys are sorted to give the threshold key ``t``; the entries above ``t`` are kept, and of
   the entries equal to ``t`` the first ones in channel order while room is left.
 
+``threshold_apply_bits`` is TEAL's threshold rule (keep ``|x| > t``) on the same keys, bit for bit what
+``x * (x.abs() > t)`` gives in torch (which compares in float32 and keeps the sign of a dropped entry).
+
 Serial (no numba threads): deterministic, and the benchmark measures one thread.
 """
 
@@ -34,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["abs_keys", "score_keys", "select_apply_keys"]
+__all__ = ["abs_keys", "score_keys", "select_apply_keys", "threshold_apply_bits"]
 
 _INF = 0x7F800000  # bit pattern of +inf: a larger key (sign bit cleared) is a NaN
 
@@ -185,3 +188,21 @@ def select_apply_keys(kb: np.ndarray, xb: np.ndarray, n: int, m: int, ob: np.nda
         _rank_groups(kb, xb, n, m, ob)
     else:
         _radix_groups(kb, xb, n, m, ob)
+
+
+@njit(cache=True)
+def threshold_apply_bits(xb: np.ndarray, tkey: int, ob: np.ndarray) -> int:
+    """TEAL's ``x * (|x| > t)`` on flat int32 patterns: ``ob = xb`` where the key of ``|x|`` exceeds ``tkey``
+    (the pattern of the float32 threshold ``t >= 0``), else the signed zero ``x * 0.0`` gives (the sign bit of
+    ``x``). Returns the kept count, or -1 when an entry is infinite or NaN (``x * 0.0`` is then NaN, not a
+    zero: the caller uses torch)."""
+    kept = 0
+    mx = 0
+    for i in range(xb.size):
+        b = xb[i]
+        k = b & 0x7FFFFFFF
+        mx = max(mx, k)
+        keep = np.int32(k > tkey)
+        ob[i] = b & ((-keep) | np.int32(-0x80000000))
+        kept += keep
+    return -1 if mx >= _INF else kept
