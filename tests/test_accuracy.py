@@ -17,7 +17,8 @@ import torch.nn.functional as F  # noqa: E402
 from accelsim import nm  # noqa: E402
 from accelsim.accuracy import criteria, masks, mitigations, spec  # noqa: E402
 from accelsim.accuracy.calibrate import WindowError, fit_learnable, make_windows, static_shifts  # noqa: E402
-from accelsim.accuracy.evaluate import agreement, load_records, write_records  # noqa: E402
+from accelsim.accuracy.metrics import agreement  # noqa: E402
+from accelsim.accuracy.records import load_records, write_records  # noqa: E402
 from accelsim.accuracy.sparsify import Sparsifier  # noqa: E402
 from accelsim.accuracy.spec import RunSpec, SpecError, expand, parse_criterion, parse_pattern  # noqa: E402
 from accelsim.accuracy.teal import Histogram, collect_histograms, greedy_allocation, uniform_thresholds  # noqa: E402

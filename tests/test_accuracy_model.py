@@ -18,7 +18,7 @@ import torch.nn.functional as F  # noqa: E402
 from accelsim import nm  # noqa: E402
 from accelsim.accuracy import masks  # noqa: E402
 from accelsim.accuracy.calibrate import fit_learnable, make_windows, tokenize  # noqa: E402
-from accelsim.accuracy.evaluate import perplexity  # noqa: E402
+from accelsim.accuracy.metrics import perplexity  # noqa: E402
 from accelsim.accuracy.sparsify import Sparsifier  # noqa: E402
 from accelsim.accuracy.spec import RunSpec, parse_pattern  # noqa: E402
 

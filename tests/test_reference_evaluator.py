@@ -71,7 +71,7 @@ def reference_ppl(model, windows: torch.Tensor, pattern: str | None, selector: s
 def accelsim_ppl(model, tokenizer, pattern: str | None) -> float:
     """What ``accelsim eval --windows 2`` computes for the perplexity of ``pattern`` (magnitude, no mitigation)."""
     from accelsim.accuracy.calibrate import make_windows, tokenize
-    from accelsim.accuracy.evaluate import perplexity
+    from accelsim.accuracy.metrics import perplexity
     from accelsim.accuracy.sparsify import Sparsifier
     from accelsim.accuracy.spec import RunSpec, parse_pattern
     from accelsim.hf import pydoc_text

@@ -2,8 +2,9 @@
 
 Modules: ``spec`` (patterns, criteria, mitigations; pure Python), ``masks`` (the N:M rule in torch, same as
 ``accelsim.nm``), ``criteria``, ``mitigations``, ``sparsify`` (the model wrapper), ``calibrate`` (windows,
-static shift, learnable fit), ``teal`` (histogram thresholds, greedy allocation), ``evaluate`` (perplexity,
-generation agreement, results file), ``report`` (Markdown tables; pure Python).
+static shift, learnable fit), ``teal`` (histogram thresholds, greedy allocation), ``metrics`` (perplexity,
+generation agreement), ``records`` (the results file), ``evaluate`` (the ``Evaluator`` of ``accelsim eval``),
+``report`` (Markdown tables; pure Python).
 
 Importing this package imports nothing heavy; the names below load their module on first use::
 
@@ -32,9 +33,9 @@ _LAZY = {
     "greedy_allocation": "teal",
     "Evaluator": "evaluate",
     "EvalSettings": "evaluate",
-    "perplexity": "evaluate",
-    "load_records": "evaluate",
-    "write_records": "evaluate",
+    "perplexity": "metrics",
+    "load_records": "records",
+    "write_records": "records",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,41 +1,27 @@
-"""Perplexity and generative fidelity of sparsified models, and the results file.
+"""``accelsim eval``: one record per spec (perplexity, generative fidelity, timings, provenance).
 
-``Evaluator(settings).run(spec)`` returns one record (a flat JSON-able dict); ``write_records`` merges
-records into a results file. File layout (``docs/accuracy.md``)::
-
-    {"schema": "accelsim-accuracy/1",
-     "records": {"<model>|<pattern>|<criterion>|<mitigation>": {...record...}, ...}}
-
-Perplexity: ``exp`` of the mean next-token negative log-likelihood over every predicted position of the
-evaluation windows (``seq_len - 1`` per window; windows are independent, no BOS). ``top1_agreement``: the
-fraction of those positions where the sparse model's argmax equals the dense model's.
-
-Generative fidelity: greedy continuations (``gen_tokens`` new tokens, KV cache, no early stop) of the fixed
-``PROMPTS``, compared position by position with the dense model's: ``token_agreement`` is the fraction of
-equal tokens, ``prefix_agreement`` the mean fraction generated before the first difference (free-running: one
-early difference changes everything after it), and ``forced_agreement`` the teacher-forced fraction (the
-sparse model's argmax along the dense continuation, given the dense prefix).
+``Evaluator(settings).run(spec)`` returns one record (a flat JSON-able dict); ``write_records``
+(``accelsim.accuracy.records``) merges records into a results file. The metrics are those of
+``accelsim.accuracy.metrics`` (perplexity, top-1, token, prefix and teacher-forced agreement); their
+definitions are in that module and in ``docs/accuracy.md``. The names of both modules are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
-import json
-import math
 import os
 import platform
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from accelsim.accuracy.calibrate import bos_id, fit_learnable, make_windows, static_shifts, tokenize, with_bos
+from accelsim.accuracy.metrics import PROMPTS, agreement, forced_agreement, greedy_continuations, perplexity
+from accelsim.accuracy.records import SCHEMA, load_records, write_records
 from accelsim.accuracy.sparsify import Sparsifier
 from accelsim.accuracy.spec import KINDS, RunSpec
 
@@ -52,98 +38,11 @@ __all__ = [
     "write_records",
 ]
 
-SCHEMA = "accelsim-accuracy/1"
-PROMPTS: tuple[str, ...] = (
-    "The Python programming language is",
-    'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
-    "A dictionary in Python maps",
-    "To read a file line by line,",
-)
-
 ProgressFactory = Callable[[str], Any]  # label -> callable(done, total) with an optional .close()
 
 
 def _none_progress(label: str) -> None:
     return None
-
-
-def perplexity(
-    model: Any, windows: torch.Tensor, progress: Callable[[int, int], None] | None = None, prefix: int = 0
-) -> dict[str, Any]:
-    """``{"ppl", "nll", "tokens", "top1"}`` over ``windows [W, T]`` (one window per forward); ``top1`` is the
-    model's argmax next-token prediction at every scored position, ``[W, T - 1 - prefix]``. The first
-    ``prefix`` tokens of a window (a BOS) are context only: the targets are tokens ``prefix + 1 .. T - 1``."""
-    nll = 0.0
-    count = 0
-    top1 = []
-    with torch.no_grad():
-        for w in range(windows.shape[0]):
-            ids = windows[w : w + 1]
-            logits = model(input_ids=ids, use_cache=False).logits[0, prefix:-1].float()
-            nll += float(torch.nn.functional.cross_entropy(logits, ids[0, prefix + 1 :], reduction="sum").double())
-            count += ids.shape[1] - 1 - prefix
-            top1.append(logits.argmax(-1))
-            if progress:
-                progress(w + 1, windows.shape[0])
-    mean = nll / count
-    return {"ppl": math.exp(mean), "nll": mean, "tokens": count, "top1": torch.stack(top1)}
-
-
-def forced_agreement(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    continuations: Sequence[Sequence[int]],
-    bos: int | None = None,
-) -> float:
-    """Teacher-forced agreement: along each reference continuation, the fraction of positions where the
-    model's argmax next token equals the reference token, the prefix being the prompt plus the reference
-    tokens so far (one forward per prompt; divergence does not cascade as in free-running generation)."""
-    eq = tot = 0
-    with torch.no_grad():
-        for p, cont in zip(prompts, continuations, strict=True):
-            pre = tokenize(tokenizer, p, bos)
-            ids = torch.cat([pre, torch.tensor(cont[:-1], dtype=torch.long)])[None, :]
-            logits = model(input_ids=ids, use_cache=False).logits[0, pre.numel() - 1 :]
-            pred = logits.argmax(-1)
-            eq += int((pred == torch.tensor(cont)).sum())
-            tot += len(cont)
-    return eq / tot
-
-
-def greedy_continuations(
-    model: Any, tokenizer: Any, prompts: Sequence[str], new_tokens: int, bos: int | None = None
-) -> list[list[int]]:
-    """Greedy continuations (token ids) of each prompt (after ``bos`` if given), ``new_tokens`` long, KV cache."""
-    out: list[list[int]] = []
-    with torch.no_grad():
-        for p in prompts:
-            ids = tokenize(tokenizer, p, bos)[None, :]
-            res = model(input_ids=ids, use_cache=True)
-            toks: list[int] = []
-            for i in range(new_tokens):
-                nxt = int(res.logits[0, -1].argmax())
-                toks.append(nxt)
-                if i + 1 < new_tokens:
-                    res = model(input_ids=torch.tensor([[nxt]]), past_key_values=res.past_key_values, use_cache=True)
-            out.append(toks)
-    return out
-
-
-def agreement(reference: Sequence[Sequence[int]], other: Sequence[Sequence[int]]) -> tuple[float, float]:
-    """``(token_agreement, prefix_agreement)`` of two lists of continuations (see the module docstring)."""
-    if len(reference) != len(other) or not reference:
-        raise ValueError("continuation lists differ in length or are empty")
-    eq = tot = 0
-    prefix = 0.0
-    for a, b in zip(reference, other, strict=True):
-        n = len(a)
-        same = [x == y for x, y in zip(a, b, strict=True)]
-        eq += sum(same)
-        tot += n
-        first = next((i for i, s in enumerate(same) if not s), n)
-        prefix += first / n if n else 1.0
-    return eq / tot, prefix / len(reference)
 
 
 @dataclass
@@ -479,39 +378,3 @@ def _versions() -> dict[str, str]:
         "transformers": transformers.__version__,
         "python": platform.python_version(),
     }
-
-
-# -- the results file ---------------------------------------------------------------------------------
-def load_records(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Records of an existing results file (empty if the file does not exist). Raises ValueError on a file
-    that is not an accelsim accuracy results file."""
-    p = Path(path)
-    if not p.exists():
-        return {}
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("records"), dict):
-        raise ValueError(f"{p}: not an accelsim accuracy results file (schema {SCHEMA!r} expected)")
-    return data["records"]
-
-
-def write_records(path: str | Path, records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Merge ``records`` into the file at ``path`` (same key -> replaced), atomically. Returns all records."""
-    p = Path(path)
-    merged = load_records(p)
-    for r in records:
-        merged[r["key"]] = r
-    p.parent.mkdir(parents=True, exist_ok=True)
-    body = json.dumps({"schema": SCHEMA, "records": dict(sorted(merged.items()))}, indent=1, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(body + "\n")
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return merged

@@ -6,10 +6,13 @@ score minus infinity, so a padding entry is never kept while a real entry is lef
 top-k is the same rule with one group spanning the row (``m = K``, ``n = round(density * K)``, at least 1).
 
 Both implementations give identical masks on the same scores, ties included
-(``tests/test_masks_equivalence.py``). This one runs a compiled kernel (``accelsim.accuracy.nm_kernel``) on
-the CPU tensor's memory: per group the ``n``-th largest score is the threshold; entries above it are kept,
-and of the entries equal to it the first ones in channel order while room is left. ``nm_apply`` returns
-``x * mask`` and the kept count from one pass (the sparsifier's hot path).
+(``tests/test_masks_equivalence.py``). This one runs compiled kernels on the CPU tensor's memory: float32
+data with every group full (``K % m == 0``, every model input) and non-negative scores go to the vectorised
+kernels of ``accelsim.accuracy.nm_fast`` (ranks of the float32 bit patterns; a radix select for groups
+above 32), anything else to ``accelsim.accuracy.nm_kernel`` (per group the ``n``-th largest score is the
+threshold; entries above it are kept, and of the entries equal to it the first ones in channel order while
+room is left). ``nm_apply`` returns ``x * mask`` (``+0.0`` where dropped) and the kept count without
+materialising the mask (the sparsifier's hot path).
 
 Scores are ranked in their own dtype when it is float32 or float64; float16/bfloat16 (and integer) scores
 are upcast to float32 first, which is exact.
@@ -20,9 +23,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from accelsim.accuracy.nm_fast import abs_keys, score_keys, select_apply_keys, threshold_apply_bits
 from accelsim.accuracy.nm_kernel import select_apply
 
-__all__ = ["nm_mask", "nm_apply", "topk_mask", "topk_n"]
+__all__ = ["nm_mask", "nm_apply", "threshold_apply", "topk_mask", "topk_n"]
 
 
 def _check_nm(n: int, m: int) -> None:
@@ -37,6 +41,15 @@ def _as_kernel_array(t: torch.Tensor) -> torch.Tensor:
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()
     return t.reshape(-1, t.shape[-1]).contiguous().cpu()
+
+
+def _int32_flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1).view(np.int32)
+
+
+def _fast(k: int, n: int, m: int) -> bool:
+    """The vectorised kernels apply: every group is full and some entry of a group is dropped."""
+    return n < m and k % m == 0
 
 
 def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -63,7 +76,14 @@ def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     s = _as_kernel_array(scores).numpy()
     ones = np.ones(s.shape, dtype=np.float32)
     out = np.empty(s.shape, dtype=np.float32)
-    nan, _ = select_apply(ones, s, False, n, m, out)
+    kb = np.empty(s.size, dtype=np.int32)
+    status = score_keys(_int32_flat(s), kb) if s.dtype == np.float32 and _fast(k, n, m) else 2
+    if status == 0:
+        select_apply_keys(kb, _int32_flat(ones), n, m, _int32_flat(out))
+        return torch.from_numpy(out != 0).reshape(shape).to(scores.device)
+    nan = status == 1
+    if not nan:
+        nan, _ = select_apply(ones, s, False, n, m, out)
     if nan:
         raise ValueError("scores contain NaN: the N:M rule is undefined for NaN")
     return torch.from_numpy(out != 0).reshape(shape).to(scores.device)
@@ -84,10 +104,37 @@ def nm_apply(x: torch.Tensor, n: int, m: int, scores: torch.Tensor | None = None
     x2 = x.detach().reshape(-1, k).contiguous()
     s2 = x2 if scores is None else _as_kernel_array(scores)
     out = torch.empty_like(x2)
+    if x2.dtype == torch.float32 and _fast(k, n, m):
+        xb = _int32_flat(x2.numpy())
+        kb = np.empty(xb.size, dtype=np.int32)
+        if scores is None:
+            status = 1 if abs_keys(xb, kb) else 0
+        else:
+            status = score_keys(_int32_flat(s2.numpy()), kb) if s2.dtype == torch.float32 else 2
+        if status == 1:
+            raise ValueError("scores contain NaN: the N:M rule is undefined for NaN")
+        if status == 0:
+            select_apply_keys(kb, xb, n, m, _int32_flat(out.numpy()))
+            return out.view(x.shape), n * (x2.numel() // m)
     nan, kept = select_apply(x2.numpy(), s2.numpy(), scores is None, n, m, out.numpy())
     if nan:
         raise ValueError("scores contain NaN: the N:M rule is undefined for NaN")
     return out.view(x.shape), int(kept)
+
+
+def threshold_apply(x: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int]:
+    """TEAL's ``(x * (|x| > threshold), kept entries)``, bit for bit as torch computes it (the comparison in
+    x's dtype, a dropped entry a signed zero), in one compiled pass for float32 CPU data without gradient and
+    with finite entries; torch otherwise."""
+    t32 = np.float32(threshold)
+    if x.dtype == torch.float32 and not x.requires_grad and x.device.type == "cpu" and t32 >= 0 and x.numel():
+        x2 = x.detach().contiguous()
+        out = torch.empty_like(x2)
+        kept = threshold_apply_bits(_int32_flat(x2.numpy()), int(t32.view(np.int32)), _int32_flat(out.numpy()))
+        if kept >= 0:
+            return out.view(x.shape), kept
+    mask = x.detach().abs() > threshold
+    return x * mask, int(mask.sum())
 
 
 def topk_n(k: int, density: float) -> int:

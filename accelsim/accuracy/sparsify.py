@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from accelsim.accuracy import criteria as crit
-from accelsim.accuracy.masks import nm_apply, topk_n
+from accelsim.accuracy.masks import nm_apply, threshold_apply, topk_n
 from accelsim.accuracy.mitigations import apply_affine, token_median, var_factor
 from accelsim.accuracy.spec import KINDS, RunSpec, SpecError
 
@@ -198,9 +198,7 @@ class Sparsifier:
         if pat.kind == "teal":
             if site.threshold is None:
                 raise RuntimeError(f"{site.name}: TEAL threshold is not calibrated (run teal.calibrate_thresholds)")
-            mask = xc.detach().abs() > site.threshold
-            xs = xc * mask
-            kept = int(mask.sum()) if self.stats else 0
+            xs, kept = threshold_apply(xc, site.threshold)
         else:
             k = xc.shape[-1]
             n, m = (pat.n, pat.m) if pat.kind == "nm" else (topk_n(k, pat.density), k)

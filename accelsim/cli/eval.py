@@ -126,7 +126,8 @@ def eval_cmd(
     check_out(out_path, is_file=True)
 
     from accelsim.accuracy.calibrate import WindowError
-    from accelsim.accuracy.evaluate import EvalSettings, Evaluator, load_records, write_records
+    from accelsim.accuracy.evaluate import EvalSettings, Evaluator
+    from accelsim.accuracy.records import load_records, write_records
 
     try:
         load_records(out_path)
