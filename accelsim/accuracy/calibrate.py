@@ -141,8 +141,8 @@ def capture_block_inputs(
         for h in handles:
             h.remove()
     kw["use_cache"] = False
-    kw["past_key_values"] = None
-    kw.pop("past_key_value", None)
+    for name in ("cache", "past_key_values", "past_key_value"):  # no KV cache; all default to None (5.25 renamed it)
+        kw.pop(name, None)
     return out, kw
 
 
